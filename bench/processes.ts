@@ -152,10 +152,10 @@ function postOnce(port: number, path: string, headers: Record<string, string>, b
  * Spawns `node dist/src/main.js` and polls a chat completion every 5 ms until one
  * succeeds: that time is the cold start.
  */
-export async function startGateway(env: GatewayEnv, key: string, timeoutMs = 20_000): Promise<Gateway> {
+export async function startGateway(env: GatewayEnv, key: string, extra: { nodeArgs?: string[]; env?: Record<string, string> } = {}, timeoutMs = 20_000): Promise<Gateway> {
   const port = await freePort();
   const started = performance.now();
-  const child = track(spawn(process.execPath, [join(ROOT, "dist/src/main.js")], {
+  const child = track(spawn(process.execPath, [...(extra.nodeArgs ?? []), join(ROOT, "dist/src/main.js")], {
     cwd: ROOT,
     stdio: ["ignore", "pipe", "pipe"],
     env: {
@@ -169,6 +169,7 @@ export async function startGateway(env: GatewayEnv, key: string, timeoutMs = 20_
       ALIBABA_CLOUD_API_KEY: "sk-bench",
       ALIBABA_CLOUD_BASE_URL: `http://127.0.0.1:${env.fakePort}/v1`,
       RATE_LIMITS_KEY: "rpm=0,concurrent=0",
+      ...extra.env,
     },
   }));
   let tail = "";

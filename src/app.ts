@@ -19,7 +19,7 @@ import { createListener } from "./server/listener.js";
 import { openDb, type Db } from "./storage/db.js";
 import { createKeyStore } from "./storage/keys.js";
 import { createLimitStore } from "./storage/limits.js";
-import { createUsageStore } from "./storage/usage.js";
+import { createUsageStore, type UsageStore } from "./storage/usage.js";
 
 export interface App {
   readonly address: AddressInfo;
@@ -42,13 +42,20 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
   const db = openDb(config.databasePath);
   const keys = createKeyStore(db);
   const limitStore = createLimitStore(db);
-  const usage = createUsageStore(db);
+  const usage = createUsageStore(db, {
+    onLost: (err, rows) => log.error(`${rows} usage record(s) lost: ${err instanceof Error ? err.message : String(err)}`),
+  });
+  // Rows still queued when the process exits (an uncaught error, process.exit) are written on the way out.
+  const flushOnExit = () => usage.flush();
+  process.on("exit", flushOnExit);
+  if (!config.recordUsage) log.warn("USAGE_RECORDING=off: no usage rows are written; budgets count only this process's spending");
   const policy = createPolicy(limitStore, config.limits);
   const auth = createAuthenticator(keys, config.adminKey);
   const providers = createProviderSet(config.providers, config.failover, log);
   const breakers = createBreakers(config.failover.breakerFailures, config.failover.breakerCooldownMs, log);
   const gateway = createGateway({
-    catalog, prices, providers, usage, log, auth,
+    catalog, prices, providers, log, auth,
+    usage: config.recordUsage ? usage : withoutRecording(usage),
     limiter: createLimiter(policy),
     budgets: createBudgets(policy, usage),
     failover: { breakers, budgetMs: config.failover.budgetMs, retryAfterCapMs: config.failover.retryAfterCapMs, log },
@@ -62,6 +69,7 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
   try {
     address = await listener.listen(config.port, config.host);
   } catch (err) {
+    process.off("exit", flushOnExit);
     db.close();
     throw err;
   }
@@ -71,7 +79,14 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
     async close() {
       await listener.close();
       await providers.close();
+      process.off("exit", flushOnExit);
+      usage.flush();
       db.close();
     },
   };
+}
+
+/** The same store with inserts dropped (USAGE_RECORDING=off); reads still work. */
+function withoutRecording(usage: UsageStore): UsageStore {
+  return { ...usage, insert() {} };
 }

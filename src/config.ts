@@ -51,6 +51,11 @@ export interface Config {
   /** An admin key accepted without being stored (bootstrap); compared by hash in constant time. */
   readonly adminKey: string | undefined;
   readonly failover: FailoverConfig;
+  /**
+   * USAGE_RECORDING=off skips the usage table, for measuring what recording
+   * costs (bench/). Budgets then count only this process's spending.
+   */
+  readonly recordUsage: boolean;
 }
 
 export interface LimitDefaults {
@@ -61,6 +66,14 @@ export interface LimitDefaults {
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
+
+function onOff(env: Env, name: string, fallback: boolean): boolean {
+  const v = env[name]?.trim().toLowerCase();
+  if (v === undefined || v === "") return fallback;
+  if (v === "on" || v === "true" || v === "1") return true;
+  if (v === "off" || v === "false" || v === "0") return false;
+  throw new Error(`${name} must be on or off, got ${env[name]}`);
+}
 
 /**
  * Reads configuration once, at the edge: the process environment wins over a
@@ -95,6 +108,7 @@ export function loadConfig(env: Env = process.env): Config {
       system: limitDefaults(merged, "RATE_LIMITS_SYSTEM", { rpm: 0, tpm: 0, rpd: 0, concurrent: 0 }),
     }),
     adminKey: merged.GATEWAYZ_ADMIN_KEY || undefined,
+    recordUsage: onOff(merged, "USAGE_RECORDING", true),
   });
 }
 

@@ -184,6 +184,7 @@ describe.concurrent("gatewayz CLI", { timeout: 60_000 }, () => {
     usage.insert(row("2026-01-01T23:59:59Z", "qwen-max", 10, 0, 16_000_000n, "error"));
     usage.insert(row("2026-01-02T00:00:00Z", "qwen-plus", 1, 1, 1_600_000n));
     usage.insert(row("2026-01-03T12:00:00Z", "qwen-max", 2_000_000, 3, 3_200_000_000_001n));
+    usage.flush();
     store.close();
 
     const byModel = await cli("usage", "--by", "model");

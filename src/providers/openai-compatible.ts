@@ -5,9 +5,10 @@ import type {
   ChatCompletionCreateParamsNonStreaming,
   ChatCompletionCreateParamsStreaming,
 } from "openai/resources/chat/completions";
-import { Agent, fetch as undiciFetch } from "undici";
+import { Agent } from "undici";
 import type { ProviderConfig } from "../config.js";
 import { GatewayError } from "../errors.js";
+import { dispatcherFetch } from "./upstream-fetch.js";
 import { classifyUpstreamError, type RetryPolicy } from "./upstream-errors.js";
 
 /**
@@ -42,8 +43,7 @@ export function createUpstreamClient(provider: ProviderConfig, policy: RetryPoli
     // SDK's is only a backstop. Its timeout error then means a connect timeout.
     timeout: t.totalMs + 1_000,
     maxRetries: 0,
-    fetch: undiciFetch as unknown as typeof fetch,
-    fetchOptions: { dispatcher: pool } as Record<string, unknown>,
+    fetch: dispatcherFetch(pool),
     // The SDK would print malformed chunks (model output) to the console.
     logLevel: "off",
   });

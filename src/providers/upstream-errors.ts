@@ -89,6 +89,7 @@ function upstreamMessage(err: InstanceType<typeof OpenAI.APIError>): string {
 function networkCause(err: unknown): string {
   for (let e: unknown = err, depth = 0; e && depth < 6; depth++) {
     const code = (e as { code?: unknown }).code;
+    if (code === "UND_ERR_SOCKET") return "connection closed";
     if (typeof code === "string" && /^(E[A-Z_]+|UND_ERR_[A-Z_]+)$/.test(code)) return code;
     e = (e as { cause?: unknown }).cause;
   }

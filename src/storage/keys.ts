@@ -1,5 +1,8 @@
 import { createHash, randomBytes } from "node:crypto";
 import type { Db } from "./db.js";
+import { dbVersion } from "./db-version.js";
+
+const KEY_CACHE_MAX = 10_000;
 
 export type KeyKind = "client" | "admin";
 
@@ -108,11 +111,37 @@ export function createKeyStore(db: Db, now: () => number = Date.now): KeyStore {
     return { key, record: toRecord(s.byId.get(id)!) };
   });
 
+  // Keys found by hash, valid while the database is unchanged: a revocation
+  // or rotation anywhere moves the version and empties it. Misses are not
+  // kept, so unknown keys cannot grow it.
+  const version = dbVersion(db);
+  let cache = new Map<string, KeyRecordWithHash>();
+  let cachedAt = "";
+  const written = <A extends unknown[], R>(fn: (...a: A) => R) => (...a: A): R => {
+    try {
+      return fn(...a);
+    } finally {
+      version.bump();
+    }
+  };
+
   return {
-    create,
+    create: written(create),
     findByHash: (hash) => {
+      const v = version.current();
+      if (v !== cachedAt) {
+        cache = new Map();
+        cachedAt = v;
+      }
+      const id = hash.toString("latin1");
+      const hit = cache.get(id);
+      if (hit) return hit;
       const row = s.byHash.get(hash);
-      return row && { ...toRecord(row), hash: row.hash };
+      if (!row) return undefined;
+      const found = { ...toRecord(row), hash: row.hash };
+      if (cache.size >= KEY_CACHE_MAX) cache.clear();
+      cache.set(id, found);
+      return found;
     },
     get: (id) => {
       const row = s.byId.get(id);
@@ -122,15 +151,15 @@ export function createKeyStore(db: Db, now: () => number = Date.now): KeyStore {
       return s.all.all().map(toRecord)
         .filter((k) => (filter.includeRevoked || k.revokedAt === null) && (!filter.user || k.userName === filter.user));
     },
-    revoke: (id) => s.revoke.run(now(), id).changes === 1,
-    rotate: db.transaction((id: string): CreatedKey => {
+    revoke: written((id: string) => s.revoke.run(now(), id).changes === 1),
+    rotate: written(db.transaction((id: string): CreatedKey => {
       const old = s.byId.get(id);
       if (!old || old.revoked_at !== null) throw new Error(`no active key ${id}`);
       const fresh = create({ user: old.user_name, name: old.name, kind: old.kind });
       s.revoke.run(now(), id);
       s.replaced.run(fresh.record.id, id);
       return fresh;
-    }),
+    })),
     userId: (name) => s.userByName.get(name)?.id,
     countAdminKeys: () => s.admins.get()!.n,
   };

@@ -1,4 +1,5 @@
 import type { Db } from "./db.js";
+import { dbVersion } from "./db-version.js";
 
 export type LimitScope = "system" | "user" | "key";
 export type BudgetScope = "user" | "key";
@@ -47,7 +48,7 @@ interface LimitDbRow { scope: LimitScope; subject: string; rpm: number | null; t
 interface BudgetDbRow { scope: BudgetScope; subject: string; limit_pico: bigint; period: BudgetPeriod }
 
 export function createLimitStore(db: Db, now: () => number = Date.now): LimitStore {
-  let ownWrites = 0;
+  const version = dbVersion(db);
   const s = {
     limits: db.prepare<[], LimitDbRow>("SELECT scope, subject, rpm, tpm, rpd, concurrent FROM rate_limits"),
     getLimit: db.prepare<[string, string], LimitDbRow>("SELECT scope, subject, rpm, tpm, rpd, concurrent FROM rate_limits WHERE scope = ? AND subject = ?"),
@@ -58,8 +59,6 @@ export function createLimitStore(db: Db, now: () => number = Date.now): LimitSto
     upsertBudget: db.prepare(`INSERT INTO budgets (scope, subject, limit_pico, period, updated_at) VALUES (?, ?, ?, ?, ?)
       ON CONFLICT (scope, subject) DO UPDATE SET limit_pico = excluded.limit_pico, period = excluded.period, updated_at = excluded.updated_at`),
     deleteBudget: db.prepare("DELETE FROM budgets WHERE scope = ? AND subject = ?"),
-    // Asked on every request, so prepared once (db.pragma() would prepare it each time).
-    dataVersion: db.prepare<[], number>("PRAGMA data_version").pluck(),
   };
   return {
     limits() {
@@ -78,7 +77,7 @@ export function createLimitStore(db: Db, now: () => number = Date.now): LimitSto
         if (v !== null && (!Number.isInteger(v) || v < 0)) throw new Error(`limits must be non-negative integers, got ${v}`);
       }
       s.upsertLimit.run(scope, subject, ...merged, now());
-      ownWrites++;
+      version.bump();
     }),
     budgets() {
       const out = new Map<string, BudgetRow>();
@@ -90,8 +89,8 @@ export function createLimitStore(db: Db, now: () => number = Date.now): LimitSto
     setBudget(scope, subject, budget) {
       if (budget === null) s.deleteBudget.run(scope, subject);
       else s.upsertBudget.run(scope, subject, budget.limitPico, budget.period, now());
-      ownWrites++;
+      version.bump();
     },
-    dataVersion: () => `${s.dataVersion.get()}/${ownWrites}`,
+    dataVersion: () => version.current(),
   };
 }

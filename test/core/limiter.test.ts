@@ -246,7 +246,11 @@ describe("rows in rate_limits", () => {
     refusal(() => limiter.acquire(K1, 1));
   });
 
-  it("a change through another connection to the same file applies to the next acquire", () => {
+  // The version is read once per event-loop turn (src/storage/db-version.ts): a
+  // request that arrives after the commit is handled in a later turn.
+  const nextTurn = () => new Promise((resolve) => setImmediate(resolve));
+
+  it("a change through another connection to the same file applies to the next acquire", async () => {
     const dir = mkdtempSync(join(tmpdir(), "gatewayz-limiter-"));
     dirs.push(dir);
     const path = join(dir, "gw.db");
@@ -258,20 +262,23 @@ describe("rows in rate_limits", () => {
     limiter.acquire(K1, 1);
     refusal(() => limiter.acquire(K1, 1));
     otherStore.setLimits("key", K1.keyId, { rpm: 3 });
+    await nextTurn();
     limiter.acquire(K1, 1);
     limiter.acquire(K1, 1);
     refusal(() => limiter.acquire(K1, 1));
     otherStore.setLimits("user", K2.userId, { concurrent: 1 });
+    await nextTurn();
     limiter.acquire(K2, 1);
     refusal(() => limiter.acquire(K2, 1));
   });
 });
 
 describe("failing closed", () => {
-  it("refuses with limiter_unavailable when the policy's database cannot be read", () => {
+  it("refuses with limiter_unavailable when the policy's database cannot be read", async () => {
     const { limiter, db } = setup(defaults({ key: { rpm: 100 } }));
     limiter.acquire(K1, 1);
     db.close();
+    await new Promise((resolve) => setImmediate(resolve)); // the next request: a later event-loop turn
     const err = refusal(() => limiter.acquire(K1, 1));
     expect(err.kind).toBe("limiter_unavailable");
     expect(err.rawMessage).toMatch(/rate limiter is unavailable/);

@@ -94,7 +94,9 @@ function sseData(text: string): string[] {
 
 interface UsageRow { provider: string | null; attempts: number; status: string; error_kind: string | null }
 
-function lastUsage(gw: TestGateway): UsageRow | undefined {
+/** The newest usage row. Rows are group-committed at the end of the event-loop turn, so give them a moment. */
+async function lastUsage(gw: TestGateway): Promise<UsageRow | undefined> {
+  await new Promise((r) => setTimeout(r, 20));
   return gw.app.db.prepare("SELECT provider, attempts, status, error_kind FROM usage ORDER BY id DESC LIMIT 1").get() as UsageRow | undefined;
 }
 
@@ -122,11 +124,11 @@ async function stateOf(gw: TestGateway, provider: string): Promise<{ models: str
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Polls until `check` stops throwing (for what the gateway records after the client is gone). */
-async function eventually(check: () => void, timeoutMs = 2000): Promise<void> {
+async function eventually(check: () => unknown, timeoutMs = 2000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {
-      return check();
+      return void (await check());
     } catch (err) {
       if (Date.now() > deadline) throw err;
       await sleep(20);
@@ -134,12 +136,12 @@ async function eventually(check: () => void, timeoutMs = 2000): Promise<void> {
   }
 }
 
-function expectServedBySecond(gw: TestGateway, answer: Answer, first = "alibaba-cloud", second = "together"): void {
+async function expectServedBySecond(gw: TestGateway, answer: Answer, first = "alibaba-cloud", second = "together"): Promise<void> {
   expect(answer.content).toBe(helloFrom(second));
   expect(answer.provider).toBe(second);
   expect(answer.attempts).toBe("2");
   expect(callOrder(gw)).toEqual([first, second]);
-  expect(lastUsage(gw)).toMatchObject({ provider: second, attempts: 2, status: "ok" });
+  expect(await lastUsage(gw)).toMatchObject({ provider: second, attempts: 2, status: "ok" });
 }
 
 // ---- gRPC
@@ -230,7 +232,7 @@ describe("failover triggers: the first provider fails, the next one answers", ()
   ];
   it.each(viaStatus)("%s", async (_, behaviour) => {
     gw.fake.enqueue(behaviour);
-    expectServedBySecond(gw, await ask(gw));
+    await expectServedBySecond(gw, await ask(gw));
   });
 
   const beforeFirstChunk: Array<[string, Behaviour]> = [
@@ -241,7 +243,7 @@ describe("failover triggers: the first provider fails, the next one answers", ()
   ];
   it.each(beforeFirstChunk)("%s (streaming client)", async (_, behaviour) => {
     gw.fake.enqueue(behaviour);
-    expectServedBySecond(gw, await askStreaming(gw));
+    await expectServedBySecond(gw, await askStreaming(gw));
   });
 
   it("connection refused", async () => {
@@ -249,7 +251,7 @@ describe("failover triggers: the first provider fails, the next one answers", ()
     const answer = await ask(gw);
     expect(answer).toMatchObject({ provider: "together", attempts: "2", content: helloFrom("together") });
     expect(gw.fake.requests).toHaveLength(0);
-    expect(lastUsage(gw)).toMatchObject({ provider: "together", attempts: 2, status: "ok" });
+    expect(await lastUsage(gw)).toMatchObject({ provider: "together", attempts: 2, status: "ok" });
     expect(gw.logs.join("\n")).toMatch(/attempt 1 on alibaba-cloud failed: .*could not reach Alibaba Cloud: ECONNREFUSED/);
   });
 
@@ -259,7 +261,7 @@ describe("failover triggers: the first provider fails, the next one answers", ()
     expect(answer).toMatchObject({ provider: "together", attempts: "2", content: helloFrom("together") });
     expect(answer.ms).toBeLessThan(2000);
     expect(gw.fake.requests).toHaveLength(0);
-    expect(lastUsage(gw)).toMatchObject({ provider: "together", attempts: 2, status: "ok" });
+    expect(await lastUsage(gw)).toMatchObject({ provider: "together", attempts: 2, status: "ok" });
     expect(gw.logs.join("\n")).toMatch(/attempt 1 on alibaba-cloud failed: .*could not reach Alibaba Cloud: (ENOTFOUND|EAI_AGAIN)/);
   });
 });
@@ -274,9 +276,9 @@ describe("non-triggers: the client's own errors reach it as they are, from one p
     for (const f of Object.values(gw.fakes)) f.reset();
   });
 
-  function expectOneAttempt(g: TestGateway): void {
+  async function expectOneAttempt(g: TestGateway): Promise<void> {
     expect(counts(g)).toEqual({ "alibaba-cloud": 1, together: 0 });
-    expect(lastUsage(g)).toMatchObject({ provider: "alibaba-cloud", attempts: 1, status: "error" });
+    expect(await lastUsage(g)).toMatchObject({ provider: "alibaba-cloud", attempts: 1, status: "error" });
   }
 
   it("400, with the upstream's message", async () => {
@@ -284,7 +286,7 @@ describe("non-triggers: the client's own errors reach it as they are, from one p
     const err = await askError(gw);
     expect(err.status).toBe(400);
     expect(err.message).toContain("Range of max_tokens should be [1, 8192]");
-    expectOneAttempt(gw);
+    await expectOneAttempt(gw);
   });
 
   it("404", async () => {
@@ -292,14 +294,14 @@ describe("non-triggers: the client's own errors reach it as they are, from one p
     const err = await askError(gw);
     expect(err.status).toBe(404);
     expect(err.message).toContain("The model does not exist.");
-    expectOneAttempt(gw);
+    await expectOneAttempt(gw);
   });
 
   it("413", async () => {
     gw.fake.enqueue({ kind: "error", status: 413, message: "Request entity too large" });
     const err = await askError(gw);
     expect(err.status).toBe(413);
-    expectOneAttempt(gw);
+    await expectOneAttempt(gw);
   });
 
   it("a content-filter 400 (DashScope's data_inspection_failed)", async () => {
@@ -310,7 +312,7 @@ describe("non-triggers: the client's own errors reach it as they are, from one p
     const err = await askError(gw);
     expect(err.status).toBe(400);
     expect(err.message).toContain("Input data may contain inappropriate content.");
-    expectOneAttempt(gw);
+    await expectOneAttempt(gw);
   });
 
   it("429 when FAILOVER_ON_429=false", async () => {
@@ -319,7 +321,7 @@ describe("non-triggers: the client's own errors reach it as they are, from one p
     const err = await askError(g);
     expect(err.status).toBe(429);
     expect(err.message).toContain("429");
-    expectOneAttempt(g);
+    await expectOneAttempt(g);
   });
 
   it("500 when FAILOVER_ON_500=false (a 502 from the gateway, naming the upstream's 500)", async () => {
@@ -328,7 +330,7 @@ describe("non-triggers: the client's own errors reach it as they are, from one p
     const err = await askError(g);
     expect(err.status).toBe(502);
     expect(err.message).toContain("(500)");
-    expectOneAttempt(g);
+    await expectOneAttempt(g);
   });
 });
 
@@ -345,7 +347,7 @@ describe("failover order", () => {
     expect(gw.fakes["google-vertex"]!.requests).toHaveLength(0);
     // Each provider was asked for the model under its own id.
     for (const [p, fake] of Object.entries(gw.fakes)) for (const r of fake.requests) expect(r.body.model, p).toBe(MODEL_IDS[p]);
-    expect(lastUsage(gw)).toMatchObject({ provider: "featherless", attempts: 6, status: "ok" });
+    expect(await lastUsage(gw)).toMatchObject({ provider: "featherless", attempts: 6, status: "ok" });
   });
 
   it("follows FAILOVER_ORDER, still rotated to the primary, and leaves out providers it does not list", async () => {
@@ -379,7 +381,7 @@ describe("failover order", () => {
   it("skips a provider that has no key", async () => {
     const gw = await gateway({ FIREWORKS_API_KEY: undefined }, { providers: ["fireworks", "together"] });
     gw.fake.enqueue({ kind: "error", status: 503 });
-    expectServedBySecond(gw, await ask(gw));
+    await expectServedBySecond(gw, await ask(gw));
     expect(gw.fakes.fireworks!.requests).toHaveLength(0);
     expect((await stateOf(gw, "fireworks")).healthz).toBe("not_configured");
     const listed = await (await fetch(`${gw.url}/v1/models/${MODEL}`, { headers: { authorization: gw.authorization } })).json() as {
@@ -406,14 +408,14 @@ describe("Retry-After", () => {
     expect(answer).toMatchObject({ provider: "alibaba-cloud", attempts: "2", content: helloFrom("alibaba-cloud") });
     expect(answer.ms).toBeGreaterThanOrEqual(190);
     expect(counts(gw)).toEqual({ "alibaba-cloud": 2, together: 0 });
-    expect(lastUsage(gw)).toMatchObject({ provider: "alibaba-cloud", attempts: 2, status: "ok" });
+    expect(await lastUsage(gw)).toMatchObject({ provider: "alibaba-cloud", attempts: 2, status: "ok" });
   });
 
   it("a retry-after over the cap moves on to the next provider at once", async () => {
     const gw = await gateway({ FAILOVER_RETRY_AFTER_MAX_MS: "1000" });
     gw.fake.enqueue({ kind: "error", status: 429, headers: { "retry-after": "5" } });
     const answer = await ask(gw);
-    expectServedBySecond(gw, answer);
+    await expectServedBySecond(gw, answer);
     expect(answer.ms).toBeLessThan(1000);
   });
 });
@@ -488,7 +490,7 @@ describe("timeouts, per phase", () => {
     const gw = await gateway({ ALIBABA_CLOUD_FIRST_BYTE_TIMEOUT_MS: "200" });
     gw.fake.enqueue({ kind: "hang" });
     const answer = await ask(gw);
-    expectServedBySecond(gw, answer);
+    await expectServedBySecond(gw, answer);
     expect(answer.ms).toBeGreaterThanOrEqual(190);
     expect(answer.ms).toBeLessThan(1500);
     expect(gw.logs.join("\n")).toMatch(/Alibaba Cloud did not answer within 200 ms/);
@@ -499,7 +501,7 @@ describe("timeouts, per phase", () => {
     const gw = await gateway({ ALIBABA_CLOUD_IDLE_TIMEOUT_MS: "200" });
     gw.fake.enqueue({ kind: "stream-then-hang", chunks: 0, role: false });
     const answer = await askStreaming(gw);
-    expectServedBySecond(gw, answer);
+    await expectServedBySecond(gw, answer);
     expect(gw.logs.join("\n")).toMatch(/Alibaba Cloud sent nothing for 200 ms/);
   });
 
@@ -517,14 +519,14 @@ describe("timeouts, per phase", () => {
     expect(JSON.parse(events.at(-1)!)).toMatchObject({ error: { message: expect.stringContaining("sent nothing for 200 ms") } });
     expect(counts(gw)).toEqual({ "alibaba-cloud": 1, together: 0 });
     await gw.fake.waitForAbort();
-    expect(lastUsage(gw)).toMatchObject({ provider: "alibaba-cloud", attempts: 1, status: "error", error_kind: "upstream_timeout" });
+    expect(await lastUsage(gw)).toMatchObject({ provider: "alibaba-cloud", attempts: 1, status: "error", error_kind: "upstream_timeout" });
   });
 
   it("total, before the first byte: failover", async () => {
     const gw = await gateway({ ALIBABA_CLOUD_TOTAL_TIMEOUT_MS: "300" });
     gw.fake.enqueue({ kind: "reply", firstByteDelayMs: 3000 });
     const answer = await ask(gw);
-    expectServedBySecond(gw, answer);
+    await expectServedBySecond(gw, answer);
     expect(answer.ms).toBeLessThan(1500);
     expect(gw.logs.join("\n")).toMatch(/Alibaba Cloud took longer than 300 ms/);
   });
@@ -585,7 +587,7 @@ describe("the failover budget", () => {
     for (const p of tried) expect(err.message).toContain(p);
     // The attempt in flight when the budget ran out was aborted upstream.
     await gw.fakes[tried.at(-1)!]!.waitForAbort();
-    expect(lastUsage(gw)).toMatchObject({ status: "error", error_kind: "upstream_timeout", attempts: tried.length });
+    expect(await lastUsage(gw)).toMatchObject({ status: "error", error_kind: "upstream_timeout", attempts: tried.length });
   });
 });
 
@@ -604,7 +606,7 @@ describe("streams: failover only before the first byte reaches the client", () =
     expect(content).toBe(partialChunk(0) + partialChunk(1));
     expect(error).toBeInstanceOf(OpenAI.APIError);
     expect(counts(gw)).toEqual({ "alibaba-cloud": 1, together: 0 });
-    expect(lastUsage(gw)).toMatchObject({ provider: "alibaba-cloud", attempts: 1, status: "error" });
+    expect(await lastUsage(gw)).toMatchObject({ provider: "alibaba-cloud", attempts: 1, status: "error" });
   });
 
   it("raw SSE: the same reset shows as an error event, with no [DONE]", async () => {
@@ -656,7 +658,7 @@ describe("streams: failover only before the first byte reaches the client", () =
     expect(r.headers?.get("x-gatewayz-provider")).toEqual(["together"]);
     expect(r.headers?.get("x-gatewayz-attempts")).toEqual(["2"]);
     expect(callOrder(gw)).toEqual(["alibaba-cloud", "together"]);
-    expect(lastUsage(gw)).toMatchObject({ provider: "together", attempts: 2, status: "ok" });
+    expect(await lastUsage(gw)).toMatchObject({ provider: "together", attempts: 2, status: "ok" });
   });
 });
 
@@ -680,7 +682,7 @@ describe("every provider failing", () => {
     expect(log).toMatch(/attempt 1 on alibaba-cloud failed: \w+ \(503\)/);
     expect(log).toMatch(/attempt 2 on fireworks failed: \w+ \(502\)/);
     expect(log).toMatch(/attempt 3 on together failed: \w+ \(429\)/);
-    expect(lastUsage(gw)).toMatchObject({ status: "error", attempts: 3 });
+    expect(await lastUsage(gw)).toMatchObject({ status: "error", attempts: 3 });
   });
 });
 
@@ -697,7 +699,7 @@ describe("cancelling during failover", () => {
     await expect(pending).rejects.toBeInstanceOf(OpenAI.APIUserAbortError);
     const aborted = await gw.fakes.together!.waitForAbort();
     expect(aborted.body.model).toBe(MODEL_IDS.together);
-    await eventually(() => expect(lastUsage(gw)).toMatchObject({ status: "cancelled", attempts: 2, provider: "together" }));
+    await eventually(async () => expect(await lastUsage(gw)).toMatchObject({ status: "cancelled", attempts: 2, provider: "together" }));
   });
 });
 
