@@ -11,10 +11,15 @@ export interface Options {
   rounds: number;
   profiles: Profile[];
   coldStarts: number;
+  /** Workers for the --workers comparison (llm and zero at the largest concurrency); 1 skips it. */
+  workers: number;
+  /** Run the usage recording on/off comparison. */
+  recording: boolean;
 }
 
 export const USAGE = `usage: npm run bench -- [--quick] [--paths shim,shim-stream,grpc,connect] [--concurrency 1,16,64,256]
                           [--seconds S] [--rounds N] [--profiles zero,llm] [--cold-starts N]
+                          [--workers N] [--no-recording]
 
   --quick         concurrency 1 and 256, 1 s per run: about two minutes
   --paths         which paths to measure (default: all four)
@@ -23,6 +28,8 @@ export const USAGE = `usage: npm run bench -- [--quick] [--paths shim,shim-strea
   --rounds        direct/gateway pairs per measurement, interleaved (default 2, at least 2)
   --profiles      fake upstream profiles (default zero,llm)
   --cold-starts   gateway cold starts to take the median of (default 3)
+  --workers       also measure a gateway started with WORKERS=N at the largest concurrency (default 2; 1 skips)
+  --no-recording  skip the usage recording on/off comparison (zero profile, shim non-streaming)
 `;
 
 function list<T extends string>(value: string, allowed: readonly T[], flag: string): T[] {
@@ -48,6 +55,8 @@ export function parseOptions(argv: string[]): Options {
       rounds: { type: "string" },
       profiles: { type: "string" },
       "cold-starts": { type: "string" },
+      workers: { type: "string" },
+      "no-recording": { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -66,5 +75,7 @@ export function parseOptions(argv: string[]): Options {
     rounds,
     profiles: values.profiles ? list(values.profiles, ["zero", "llm"] as const, "profiles") : ["zero", "llm"],
     coldStarts: values["cold-starts"] ? positive(values["cold-starts"], "cold-starts") : 3,
+    workers: values.workers ? positive(values.workers, "workers") : 2,
+    recording: values["no-recording"] !== true,
   };
 }

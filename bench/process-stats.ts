@@ -1,6 +1,6 @@
 // CPU time and memory of another process, read from /proc (Linux only).
 import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 
 /** Clock ticks per second for utime/stime in /proc/<pid>/stat (`getconf CLK_TCK`, almost always 100). */
 export const CLK_TCK = (() => {
@@ -11,8 +11,41 @@ export const CLK_TCK = (() => {
   }
 })();
 
-/** utime + stime of `pid` in clock ticks (fields 14 and 15 of /proc/<pid>/stat). */
+/** `pid` and its descendants (a --workers gateway is a primary and its workers). */
+export function processTree(pid: number): number[] {
+  const out = [pid];
+  for (let i = 0; i < out.length; i++) {
+    let tasks: string[] = [];
+    try {
+      tasks = readdirSync(`/proc/${out[i]}/task`);
+    } catch {
+      continue;
+    }
+    for (const t of tasks) {
+      try {
+        for (const c of readFileSync(`/proc/${out[i]}/task/${t}/children`, "utf8").split(" ")) if (c.trim()) out.push(Number(c));
+      } catch {
+        // gone
+      }
+    }
+  }
+  return out;
+}
+
+/** utime + stime of `pid` and its descendants, in clock ticks (fields 14 and 15 of /proc/<pid>/stat). */
 export function cpuTicks(pid: number): number {
+  let ticks = 0;
+  for (const p of processTree(pid)) {
+    try {
+      ticks += ownTicks(p);
+    } catch (err) {
+      if (p === pid) throw err;
+    }
+  }
+  return ticks;
+}
+
+function ownTicks(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
   // The command name (field 2) is in parentheses and may contain spaces: split after the last ")".
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
@@ -24,10 +57,21 @@ export function ticksToUs(ticks: number): number {
   return (ticks * 1e6) / CLK_TCK;
 }
 
-/** A `Vm*` line of /proc/<pid>/status, in MiB (VmHWM: peak RSS since start; VmRSS: now). */
+/**
+ * A `Vm*` line of /proc/<pid>/status, in MiB (VmHWM: peak RSS since start; VmRSS: now),
+ * summed over the process and its descendants (for VmHWM an upper bound: the peaks may not coincide).
+ */
 export function vmMiB(pid: number, field: "VmHWM" | "VmRSS"): number {
-  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-  return m ? Number(m[1]) / 1024 : NaN;
+  let total = 0;
+  for (const p of processTree(pid)) {
+    try {
+      const m = new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(readFileSync(`/proc/${p}/status`, "utf8"));
+      total += m ? Number(m[1]) / 1024 : NaN;
+    } catch (err) {
+      if (p === pid) throw err;
+    }
+  }
+  return total;
 }
 
 /** Samples VmRSS every `everyMs` until stopped; returns the largest sample. */

@@ -63,7 +63,7 @@ function newestMtime(dir: string): number {
 export function ensureBuilt(): void {
   let built = 0;
   try {
-    built = Math.min(statSync(join(ROOT, "dist/src/main.js")).mtimeMs, statSync(join(ROOT, "dist/src/cli.js")).mtimeMs);
+    built = Math.min(statSync(join(ROOT, "dist/gatewayz.mjs")).mtimeMs, statSync(join(ROOT, "dist/src/cli.js")).mtimeMs);
   } catch {
     // not built
   }
@@ -149,13 +149,13 @@ function postOnce(port: number, path: string, headers: Record<string, string>, b
 }
 
 /**
- * Spawns `node dist/src/main.js` and polls a chat completion every 5 ms until one
+ * Spawns `node dist/gatewayz.mjs` and polls a chat completion every 5 ms until one
  * succeeds: that time is the cold start.
  */
-export async function startGateway(env: GatewayEnv, key: string, extra: { nodeArgs?: string[]; env?: Record<string, string> } = {}, timeoutMs = 20_000): Promise<Gateway> {
+export async function startGateway(env: GatewayEnv, key: string, extra: { nodeArgs?: string[]; env?: Record<string, string>; entry?: string } = {}, timeoutMs = 20_000): Promise<Gateway> {
   const port = await freePort();
   const started = performance.now();
-  const child = track(spawn(process.execPath, [...(extra.nodeArgs ?? []), join(ROOT, "dist/src/main.js")], {
+  const child = track(spawn(process.execPath, [...(extra.nodeArgs ?? []), join(ROOT, extra.entry ?? "dist/gatewayz.mjs")], {
     cwd: ROOT,
     stdio: ["ignore", "pipe", "pipe"],
     env: {

@@ -52,7 +52,11 @@ env.fakePort = fake.port;
 await fake.setProfile(values.profile as Profile);
 const profDir = join(tmp, "prof");
 const extraEnv = Object.fromEntries(values.env.map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]));
-const gw = await startGateway(env, key, { nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${profDir}`], env: extraEnv });
+const gw = await startGateway(env, key, {
+  nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${profDir}`], env: extraEnv,
+  // Unbundled, so that every frame keeps the file (and npm package) it came from.
+  entry: "dist/src/main.js",
+});
 const part = paths({ fake: `http://127.0.0.1:${fake.port}`, gateway: `http://127.0.0.1:${gw.port}`, gatewayPort: gw.port, key })[path][0]!;
 const c = Number(values.concurrency);
 await part.gateway(c, 1); // warm-up

@@ -12,6 +12,8 @@ const ROOT = new URL("..", import.meta.url).pathname;
 
 /** One run: one part of one path, one side, one concurrency, one round. */
 export interface RunRecord extends LoadResult {
+  /** "" for the main runs; "workers=N", "recording on" or "recording off" for the comparisons. */
+  variant: string;
   profile: Profile;
   round: number;
   path: PathId;
@@ -58,6 +60,7 @@ export interface Meta {
 
 interface SideSummary { rps: number; p50: number; p99: number; ttfbP50?: number; ttfbP99?: number; requests: number; errors: number }
 export interface Row {
+  variant: string;
   profile: Profile;
   path: PathId;
   concurrency: number;
@@ -94,13 +97,15 @@ function side(recs: RunRecord[]): SideSummary {
 /** Rounds averaged: rates and percentiles are the mean of the rounds' values. */
 export function summarize(records: RunRecord[]): Row[] {
   const rows: Row[] = [];
-  const keys = new Set(records.map((r) => `${r.profile}|${r.path}|${r.concurrency}`));
+  const key = (r: RunRecord) => `${r.variant}|${r.profile}|${r.path}|${r.concurrency}`;
+  const keys = new Set(records.map(key));
   for (const k of keys) {
-    const recs = records.filter((r) => `${r.profile}|${r.path}|${r.concurrency}` === k);
+    const recs = records.filter((r) => key(r) === k);
     const d = side(recs.filter((r) => r.side === "direct"));
     const gwRecs = recs.filter((r) => r.side === "gateway");
     const g = side(gwRecs);
     rows.push({
+      variant: recs[0]!.variant,
       profile: recs[0]!.profile, path: recs[0]!.path, concurrency: recs[0]!.concurrency,
       direct: d, gateway: g, ratio: g.rps / d.rps, addedP50: g.p50 - d.p50, addedP99: g.p99 - d.p99,
       // Σ CPU / Σ (requests/s × window): the CPU rate per request/s, weighted by window length.
@@ -136,8 +141,24 @@ export function table(rows: Row[]): string {
 const verdict = (ok: boolean) => (ok ? "✅" : "❌");
 
 /** The issue's targets, against what this run measured (only those it has data for). */
-function targets(rows: Row[], profiles: ProfileRun[], meta: Meta): string[] {
+/** Usage recording on vs off: the same load through two gateways, interleaved. */
+export interface RecordingRow { concurrency: number; rpsOn: number; rpsOff: number; cpuOn: number; cpuOff: number }
+
+export function recordingRows(records: RunRecord[]): RecordingRow[] {
+  const recs = records.filter((r) => r.variant.startsWith("recording"));
+  const cs = [...new Set(recs.map((r) => r.concurrency))];
+  const of = (c: number, v: string) => recs.filter((r) => r.concurrency === c && r.variant === v);
+  const cpu = (rs: RunRecord[]) => sum(rs.map((r) => r.gatewayWindowCpuUs)) / sum(rs.map((r) => (r.rps * (r.windowTo - r.windowFrom)) / 1000));
+  return cs.map((c) => ({
+    concurrency: c,
+    rpsOn: mean(of(c, "recording on").map((r) => r.rps)), rpsOff: mean(of(c, "recording off").map((r) => r.rps)),
+    cpuOn: cpu(of(c, "recording on")), cpuOff: cpu(of(c, "recording off")),
+  }));
+}
+
+function targets(allRows: Row[], profiles: ProfileRun[], meta: Meta, recording: RecordingRow[]): string[] {
   const out: string[] = [];
+  const rows = allRows.filter((r) => r.variant === "");
   const find = (p: Profile, path: PathId, c: number) => rows.find((r) => r.profile === p && r.path === path && r.concurrency === c);
   const cpu = (path: PathId, limit: number) => {
     const rs = rows.filter((r) => r.profile === "zero" && r.path === path);
@@ -170,7 +191,19 @@ function targets(rows: Row[], profiles: ProfileRun[], meta: Meta): string[] {
     const m = median(meta.coldStartsMs);
     out.push(`| Cold start (median of ${meta.coldStartsMs.length}) | ≤ 300 ms | ${m.toFixed(0)} ms | ${verdict(m <= 300)} |`);
   }
-  out.push("| Usage recording on vs off: throughput cost | ≤ 10% | not measured (the gateway has no switch to turn recording off) | — |");
+  for (const r of allRows.filter((x) => x.variant.startsWith("workers") && x.profile === "llm")) {
+    out.push(`| llm, c=${r.concurrency}, ${PATH_TITLES[r.path]}, ${r.variant.replace("=", " ")}: throughput gateway/direct | ≥ 0.95 | ${r.ratio.toFixed(3)} | ${verdict(r.ratio >= 0.95)} |`);
+    if (r.direct.ttfbP50 !== undefined && r.gateway.ttfbP50 !== undefined) {
+      const a50 = r.gateway.ttfbP50 - r.direct.ttfbP50;
+      const a99 = r.gateway.ttfbP99! - r.direct.ttfbP99!;
+      out.push(`| llm, c=${r.concurrency}, ${PATH_TITLES[r.path]}, ${r.variant.replace("=", " ")}: TTFB added p50 / p99 | ≤ 1 / 10 ms | ${signed(a50)} / ${signed(a99)} ms | ${verdict(a50 <= 1 && a99 <= 10)} |`);
+    }
+  }
+  for (const r of recording) {
+    const cost = 1 - r.rpsOn / r.rpsOff;
+    out.push(`| Usage recording on vs off, zero, shim non-streaming, c=${r.concurrency}: throughput cost | ≤ 10% | ${(cost * 100).toFixed(1)}% (${int(r.rpsOn)} vs ${int(r.rpsOff)} req/s) | ${verdict(cost <= 0.1)} |`);
+  }
+  if (!recording.length) out.push("| Usage recording on vs off: throughput cost | ≤ 10% | not measured in this run (--no-recording) | — |");
   return ["| target | limit | measured | |", "|---|---|---|---|", ...out];
 }
 
@@ -255,9 +288,17 @@ export function machine(): Meta["machine"] {
 }
 
 /** The whole RESULTS.md, and the same without the Method section for the terminal. */
-export function render(meta: Meta, rows: Row[], profiles: ProfileRun[]): { summary: string; doc: string } {
+export function render(meta: Meta, rows: Row[], profiles: ProfileRun[], records: RunRecord[]): { summary: string; doc: string } {
+  const recording = recordingRows(records);
+  const workerRows = rows.filter((r) => r.variant.startsWith("workers"));
+  const extra = [
+    workerRows.length ? `### ${workerRows[0]!.variant.replace("workers=", "WORKERS=")} (node:cluster; CPU and RSS summed over the primary and its workers)\n\n${table(workerRows)}` : "",
+    recording.length ? `### Usage recording on vs off (zero profile, shim non-streaming; two gateways, interleaved)\n\n` +
+      `| conc | req/s recording on | req/s recording off | throughput cost | CPU µs/req on | CPU µs/req off |\n|--:|--:|--:|--:|--:|--:|\n` +
+      recording.map((r) => `| ${r.concurrency} | ${int(r.rpsOn)} | ${int(r.rpsOff)} | ${((1 - r.rpsOn / r.rpsOff) * 100).toFixed(1)}% | ${int(r.cpuOn)} | ${int(r.cpuOff)} |`).join("\n") : "",
+  ].filter(Boolean).join("\n\n");
   const tables = profiles.map((p) => {
-    const rs = rows.filter((r) => r.profile === p.profile);
+    const rs = rows.filter((r) => r.variant === "" && r.profile === p.profile);
     const rows$ = table(rs);
     const usage = Object.entries(p.usageRows).map(([k, v]) => `${k} ${v.toLocaleString("en-US")}`).join(", ") || "none";
     return `### Profile \`${p.profile}\`\n\n${rows$}\n\nGateway peak RSS (VmHWM) ${p.peakRssMiB.toFixed(1)} MiB; idle CPU ${p.idleCpuMsPerS.toFixed(1)} ms/s; ` +
@@ -278,7 +319,7 @@ Generated by \`bench/run.ts\`; rerun with the command below (it overwrites this 
 
 ## Targets (issue 5)
 
-${targets(rows, profiles, meta).join("\n")}
+${targets(rows, profiles, meta, recording).join("\n")}
 
 ## Results
 
@@ -286,6 +327,8 @@ Latencies in ms. "added" = gateway − direct. TTFB: time to the first body byte
 for streams. gw/direct: throughput ratio.
 
 ${tables}
+
+${extra}
 `;
   return { summary: doc, doc: `${doc}\n${METHOD}\n` };
 }

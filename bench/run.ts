@@ -32,8 +32,8 @@ const opts = (() => {
 const began = performance.now();
 
 // Each run is followed by a short settle; the whole thing is bounded by a watchdog.
-const runsPerProfile = opts.rounds * opts.concurrency.length *
-  opts.paths.reduce((n, p) => n + (p === "shim-stream" ? 4 : 2), 0);
+const runsPerProfile = opts.rounds * (opts.concurrency.length + (opts.workers > 1 ? 1 : 0)) *
+  opts.paths.reduce((n, p) => n + (p === "shim-stream" ? 4 : 2), 0) + (opts.recording ? opts.rounds * 2 : 0);
 const estimateS = opts.profiles.length * (runsPerProfile * (opts.seconds + 0.3) + opts.paths.length * 1.5 * 1 + 2 + IDLE_MS / 1000) + opts.coldStarts + 5;
 process.stderr.write(`bench: ${opts.profiles.length * runsPerProfile} runs of ${opts.seconds} s, about ${(estimateS / 60).toFixed(1)} min\n`);
 setTimeout(() => {
@@ -73,7 +73,7 @@ function usageRows(): Record<string, number> {
 const records: RunRecord[] = [];
 
 async function measure(profile: Profile, round: number, path: PathId, part: Part, side: "direct" | "gateway",
-  concurrency: number, gw: Gateway, f: Fake): Promise<RunRecord> {
+  concurrency: number, gw: Gateway, f: Fake, variant = ""): Promise<RunRecord> {
   const gwCpu = sampleCpu(gw.pid);
   const fakeCpu = cpuMeter(f.pid);
   const self = process.cpuUsage();
@@ -84,7 +84,7 @@ async function measure(profile: Profile, round: number, path: PathId, part: Part
   const windowTicks = ticksAt(samples, r.windowTo) - ticksAt(samples, r.windowFrom);
   const wholeTicks = samples.at(-1)!.ticks - samples[0]!.ticks;
   const rec: RunRecord = {
-    profile, round, path, part: part.kind, side, ...r,
+    variant, profile, round, path, part: part.kind, side, ...r,
     gatewayCpuUs: ticksToUs(wholeTicks), gatewayCpuTicks: wholeTicks,
     gatewayWindowCpuUs: ticksToUs(windowTicks), gatewayWindowTicks: windowTicks,
     gatewayCpuUsPerRequest: ticksToUs(windowTicks) / ((r.windowTo - r.windowFrom) / 1000) / r.rps,
@@ -96,7 +96,7 @@ async function measure(profile: Profile, round: number, path: PathId, part: Part
   };
   const ttfb = r.ttfbP50 === undefined ? "" : ` ttfb p50 ${r.ttfbP50.toFixed(2)} p99 ${r.ttfbP99!.toFixed(2)}`;
   const cpu = side === "gateway" ? ` gw cpu ${Math.round(rec.gatewayCpuUsPerRequest)} µs/req` : "";
-  process.stderr.write(`  [${profile} r${round} c=${concurrency}] ${PATH_TITLES[path]}${part.kind === "ttfb" ? " (ttfb probe)" : ""} ${side}: ` +
+  process.stderr.write(`  [${variant ? `${variant} ` : ""}${profile} r${round} c=${concurrency}] ${PATH_TITLES[path]}${part.kind === "ttfb" ? " (ttfb probe)" : ""} ${side}: ` +
     `${Math.round(r.rps)} req/s p50 ${r.p50.toFixed(2)} p99 ${r.p99.toFixed(2)}${ttfb}${cpu}${r.errors ? ` ERRORS ${r.errors}` : ""}\n`);
   await sleep(SETTLE_MS);
   return rec;
@@ -135,6 +135,47 @@ for (const profile of opts.profiles) {
   profileRuns.push({ profile, idleCpuMsPerS, peakRssMiB: vmMiB(gw.pid, "VmHWM"), sampledRssMaxMiB: sampled.mib, sampledRssRun: sampled.run, usageRows: written });
   await gw.stop();
 }
+
+// WORKERS=N: the llm profile (and zero) at the largest concurrency, direct vs gateway as above.
+const top = Math.max(...opts.concurrency);
+if (opts.workers > 1) {
+  const variant = `workers=${opts.workers}`;
+  for (const profile of opts.profiles) {
+    await fake.setProfile(profile);
+    const gw = await startGateway(env, key, { env: { WORKERS: String(opts.workers) } });
+    const all = paths({ fake: `http://127.0.0.1:${fake.port}`, gateway: `http://127.0.0.1:${gw.port}`, gatewayPort: gw.port, key });
+    process.stderr.write(`bench: ${variant}, profile ${profile}: gateway pid ${gw.pid}, warming up\n`);
+    for (const path of opts.paths) for (const part of all[path]) await part.gateway(top, WARMUP_S[profile]);
+    await quiesce(gw.pid);
+    for (let round = 1; round <= opts.rounds; round++) {
+      for (const path of opts.paths) {
+        for (const part of all[path]) {
+          for (const side of ["direct", "gateway"] as const) records.push(await measure(profile, round, path, part, side, top, gw, fake, variant));
+        }
+      }
+    }
+    await gw.stop();
+  }
+}
+
+// Usage recording on vs off: two gateways on the same database, the same load, interleaved.
+if (opts.recording) {
+  await fake.setProfile("zero");
+  const on = await startGateway(env, key);
+  const off = await startGateway(env, key, { env: { USAGE_RECORDING: "off" } });
+  const part = (gw: Gateway) => paths({ fake: `http://127.0.0.1:${fake.port}`, gateway: `http://127.0.0.1:${gw.port}`, gatewayPort: gw.port, key }).shim[0]!;
+  const levels = [...new Set([Math.min(16, top), top])];
+  for (const gw of [on, off]) await part(gw).gateway(top, WARMUP_S.zero);
+  for (let round = 1; round <= opts.rounds; round++) {
+    for (const c of levels) {
+      for (const [variant, gw] of [["recording on", on], ["recording off", off]] as const) {
+        records.push(await measure("zero", round, "shim", part(gw), "gateway", c, gw, fake, variant));
+      }
+    }
+  }
+  await on.stop();
+  await off.stop();
+}
 await fake.stop();
 
 const npm = process.env.npm_lifecycle_event === "bench";
@@ -147,8 +188,8 @@ const meta = {
   coldStartsMs,
   elapsedS: (performance.now() - began) / 1000,
 };
-const rows = summarize(records);
-const { summary, doc } = render(meta, rows, profileRuns);
+const rows = summarize(records.filter((r) => !r.variant.startsWith("recording")));
+const { summary, doc } = render(meta, rows, profileRuns, records);
 const files = write(doc, { meta, profiles: profileRuns, rows, records });
 process.stdout.write(`\n${summary}\nWrote ${files.md} and ${files.json}\n`);
 const failed = rows.filter((r) => r.direct.errors || r.gateway.errors);

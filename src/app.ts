@@ -7,7 +7,8 @@ import { createBreakers, type Breakers } from "./core/circuit-breaker.js";
 import { createCatalog, type CatalogRow, type RouteRows } from "./core/catalog.js";
 import { createGateway, type Gateway } from "./core/gateway.js";
 import { createLimiter } from "./core/limiter.js";
-import { createPolicy } from "./core/policy.js";
+import { createPolicy, type Policy } from "./core/policy.js";
+import { localQuota, type Quota } from "./core/quota.js";
 import { createPriceBook, type PriceRow } from "./core/pricing.js";
 import modelsData from "./data/models.json" with { type: "json" };
 import pricingData from "./data/pricing.json" with { type: "json" };
@@ -33,7 +34,12 @@ export interface App {
 }
 
 /** Builds the gateway from configuration and listens. Nothing happens at import. */
-export async function startApp(config: Config, log: Logger): Promise<App> {
+export interface AppOptions {
+  /** The rate-limit and budget state; local unless this is a --workers worker. */
+  quota?: (policy: Policy) => Quota;
+}
+
+export async function startApp(config: Config, log: Logger, options: AppOptions = {}): Promise<App> {
   const catalog = createCatalog(modelsData.models as CatalogRow[], routesData.routes as RouteRows);
   for (const id of Object.keys(config.failover.modelOrder)) {
     if (catalog.find(id)?.id !== id) throw new Error(`MODEL_FAILOVER_ORDER names '${id}', which is not a catalog model id`);
@@ -56,8 +62,7 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
   const gateway = createGateway({
     catalog, prices, providers, log, auth,
     usage: config.recordUsage ? usage : withoutRecording(usage),
-    limiter: createLimiter(policy),
-    budgets: createBudgets(policy, usage),
+    quota: options.quota?.(policy) ?? localQuota(createLimiter(policy), createBudgets(policy, usage)),
     failover: { breakers, budgetMs: config.failover.budgetMs, retryAfterCapMs: config.failover.retryAfterCapMs, log },
   });
   const accounts = createAccounts(keys, limitStore, usage);

@@ -56,6 +56,8 @@ export interface Config {
    * costs (bench/). Budgets then count only this process's spending.
    */
   readonly recordUsage: boolean;
+  /** WORKERS (or --workers): processes sharing the port; 1 runs the gateway in this process. */
+  readonly workers: number;
 }
 
 export interface LimitDefaults {
@@ -109,6 +111,7 @@ export function loadConfig(env: Env = process.env): Config {
     }),
     adminKey: merged.GATEWAYZ_ADMIN_KEY || undefined,
     recordUsage: onOff(merged, "USAGE_RECORDING", true),
+    workers: Math.max(1, integer(merged, "WORKERS", 1)),
   });
 }
 

@@ -1,18 +1,17 @@
 import type { Authenticator, Principal } from "./auth.js";
-import type { Budgets } from "./budgets.js";
 import type { Catalog, CatalogModel } from "./catalog.js";
 import { validateChat, type ChatCall } from "./chat-request.js";
-import type { Limiter, RateLimitSnapshot } from "./limiter.js";
+import type { RateLimitSnapshot } from "./limiter.js";
 import type { RequestMeter } from "./metering.js";
 import type { PriceBook } from "./pricing.js";
+import type { Quota } from "./quota.js";
 import { completionReserve, estimatePromptTokens } from "./tokens.js";
 
 export interface AdmissionDeps {
   catalog: Catalog;
   prices: PriceBook;
   auth: Authenticator;
-  limiter: Limiter;
-  budgets: Budgets;
+  quota: Quota;
 }
 
 /** A request that passed every check, holding its share of limits and budget until settled. */
@@ -33,9 +32,9 @@ export interface Admitted {
  * learnt on the way goes on the request's meter, so a refused request is
  * recorded with as much as is known.
  */
-export function createAdmission({ catalog, prices, auth, limiter, budgets }: AdmissionDeps) {
+export function createAdmission({ catalog, prices, auth, quota }: AdmissionDeps) {
   return {
-    admit(call: ChatCall, meter: RequestMeter): Admitted {
+    async admit(call: ChatCall, meter: RequestMeter): Promise<Admitted> {
       const principal = auth.authenticate(call.authorization, "client");
       meter.principal = principal;
       validateChat(call.model, call.body);
@@ -46,26 +45,13 @@ export function createAdmission({ catalog, prices, auth, limiter, budgets }: Adm
       // Reserve the worst case: the prompt estimate plus every token max_tokens allows.
       const promptTokens = estimatePromptTokens(call.body);
       const completionTokens = completionReserve(call.body);
-      const permit = limiter.acquire(principal, promptTokens + completionTokens);
-      let hold;
-      try {
-        hold = budgets.reserve(principal, prices.picoOf(model, { promptTokens, completionTokens }));
-      } catch (err) {
-        permit.settle(0);
-        throw err;
-      }
+      const ticket = await quota.take(principal, promptTokens + completionTokens, prices.picoOf(model, { promptTokens, completionTokens }));
       return {
         principal,
         model,
-        rateLimit: permit.snapshot,
-        settle(tokens, costPico) {
-          permit.settle(tokens);
-          hold.settle(costPico);
-        },
-        release() {
-          permit.settle(0);
-          hold.settle(0n);
-        },
+        rateLimit: ticket.snapshot,
+        settle: (tokens, costPico) => ticket.settle(tokens, costPico),
+        release: () => ticket.settle(0, 0n),
       };
     },
     authenticate: (authorization: string | null | undefined): Principal => auth.authenticate(authorization, "client"),

@@ -92,8 +92,8 @@ export function createGateway(deps: GatewayDeps): Gateway {
   const { catalog, prices, providers, usage, log } = deps;
   const admission = createAdmission(deps);
 
-  const admit = (call: ChatCall, meter: RequestMeter): { admitted: Admitted; routes: Route[] } => {
-    const admitted = admission.admit(call, meter);
+  const admit = async (call: ChatCall, meter: RequestMeter): Promise<{ admitted: Admitted; routes: Route[] }> => {
+    const admitted = await admission.admit(call, meter);
     try {
       const routes = providers.routes(admitted.model);
       if (log.enabled("info")) {
@@ -182,7 +182,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
     const meter = new RequestMeter(usage, log, call.protocol, call.model);
     let admitted: Admitted | undefined;
     try {
-      const entry = admit(call, meter);
+      const entry = await admit(call, meter);
       admitted = entry.admitted;
       return await work(meter, entry);
     } catch (err) {

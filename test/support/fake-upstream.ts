@@ -53,6 +53,8 @@ export type Behaviour =
       firstByteDelayMs?: number;
     }
   | { kind: "error"; status: number; message?: string; type?: string; code?: string | null; headers?: Record<string, string> }
+  /** Any status, headers and body, sent verbatim (an HTML error page from a proxy, a plain-text 503, an empty body). */
+  | { kind: "raw"; status: number; body: string; headers?: Record<string, string> }
   /** Read the request, never send headers. */
   | { kind: "hang" }
   /** Read the request, then destroy the socket without a response. */
@@ -281,7 +283,7 @@ async function streamingReply(x: Exchange, model: string, b: Reply, includeUsage
 }
 
 /** The `stream-then-*` / `malformed` behaviours: role chunk + N content chunks, then the failure. */
-async function brokenStream(x: Exchange, model: string, b: Exclude<Behaviour, Reply | { kind: "error" | "hang" | "reset" }>, includeUsage: boolean): Promise<void> {
+async function brokenStream(x: Exchange, model: string, b: Exclude<Behaviour, Reply | { kind: "error" | "raw" | "hang" | "reset" }>, includeUsage: boolean): Promise<void> {
   const mk = chunkMaker(model, includeUsage);
   startSse(x.res);
   if (b.role !== false) x.write(sse(mk.choice({ role: "assistant", content: "" })));
@@ -505,6 +507,10 @@ export async function startFakeUpstream(
           ),
           b.headers,
         );
+      case "raw":
+        if (res.destroyed) return;
+        res.writeHead(b.status, { "content-length": String(Buffer.byteLength(b.body)), ...b.headers });
+        return void res.end(b.body);
       case "reply":
         if (stream) return streamingReply(x, model, b, includeUsage);
         await x.pause(b.firstByteDelayMs ?? 0);

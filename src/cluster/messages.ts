@@ -1,0 +1,54 @@
+import { toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
+import { GatewayError, asGatewayError, type ErrorKind } from "../errors.js";
+import type { RateLimitSnapshot, Subject } from "../core/limiter.js";
+
+// What workers and the primary say to each other over the cluster IPC channel.
+// Bigints travel as decimal strings (IPC is JSON).
+
+export interface TakeRequest { t: "take"; id: number; subject: Subject; tokens: number; pico: string }
+export interface SettleRequest { t: "settle"; ticket: number; tokens: number; pico: string }
+export type ToPrimary = TakeRequest | SettleRequest;
+
+export type TakeReply =
+  | { t: "took"; id: number; ticket: number; snapshot: RateLimitSnapshot }
+  | { t: "refused"; id: number; error: WireError };
+export type ToWorker = TakeReply;
+
+/** A GatewayError as plain data: kind, message, and what the front doors render from it. */
+export interface WireError {
+  kind: ErrorKind;
+  message: string;
+  openaiType?: string | undefined;
+  headers: Record<string, string>;
+  retryAfterMs?: number | undefined;
+  details: Array<{ type: string; value: string }>;
+}
+
+type Detail = { desc: DescMessage; value: MessageShape<DescMessage> } | { type: string; value: Uint8Array };
+
+export function toWire(err: unknown): WireError {
+  const e = asGatewayError(err);
+  const headers: Record<string, string> = {};
+  e.metadata.forEach((v, k) => { headers[k] = v; });
+  return {
+    kind: e.kind,
+    message: e.rawMessage,
+    openaiType: e.openaiType,
+    headers,
+    retryAfterMs: e.retryAfterMs,
+    details: (e.details as Detail[]).map((d) => "desc" in d
+      ? { type: d.desc.typeName, value: Buffer.from(toBinary(d.desc, d.value)).toString("base64") }
+      : { type: d.type, value: Buffer.from(d.value).toString("base64") }),
+  };
+}
+
+export function fromWire(w: WireError): GatewayError {
+  const err = new GatewayError(w.kind, w.message, {
+    ...(w.openaiType ? { openaiType: w.openaiType } : {}),
+    ...(w.retryAfterMs !== undefined ? { retryAfterMs: w.retryAfterMs } : {}),
+    headers: w.headers,
+  });
+  // Already encoded: Connect sends incoming-style details ({type, value}) as they are.
+  err.details = w.details.map((d) => ({ type: d.type, value: new Uint8Array(Buffer.from(d.value, "base64")) }));
+  return err;
+}
