@@ -15,11 +15,13 @@ export interface Options {
   workers: number;
   /** Run the usage recording on/off comparison. */
   recording: boolean;
+  /** Run every path once more with V8's heap capped, for peak RSS. */
+  memoryCap: boolean;
 }
 
 export const USAGE = `usage: npm run bench -- [--quick] [--paths shim,shim-stream,grpc,connect] [--concurrency 1,16,64,256]
                           [--seconds S] [--rounds N] [--profiles zero,llm] [--cold-starts N]
-                          [--workers N] [--no-recording]
+                          [--workers N] [--no-recording] [--no-memory-cap]
 
   --quick         concurrency 1 and 256, 1 s per run: about two minutes
   --paths         which paths to measure (default: all four)
@@ -30,6 +32,7 @@ export const USAGE = `usage: npm run bench -- [--quick] [--paths shim,shim-strea
   --cold-starts   gateway cold starts to take the median of (default 3)
   --workers       also measure a gateway started with WORKERS=N at the largest concurrency (default 2; 1 skips)
   --no-recording  skip the usage recording on/off comparison (zero profile, shim non-streaming)
+  --no-memory-cap skip the run with V8's heap capped (--max-old-space-size=96), for peak RSS
 `;
 
 function list<T extends string>(value: string, allowed: readonly T[], flag: string): T[] {
@@ -57,6 +60,7 @@ export function parseOptions(argv: string[]): Options {
       "cold-starts": { type: "string" },
       workers: { type: "string" },
       "no-recording": { type: "boolean" },
+      "no-memory-cap": { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -77,5 +81,6 @@ export function parseOptions(argv: string[]): Options {
     coldStarts: values["cold-starts"] ? positive(values["cold-starts"], "cold-starts") : 3,
     workers: values.workers ? positive(values.workers, "workers") : 2,
     recording: values["no-recording"] !== true,
+    memoryCap: values["no-memory-cap"] !== true,
   };
 }

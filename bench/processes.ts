@@ -165,7 +165,7 @@ export async function startGateway(env: GatewayEnv, key: string, extra: { nodeAr
       PORT: String(port),
       HOST: "127.0.0.1",
       DATABASE_PATH: env.dbPath,
-      LOG_LEVEL: "warn",
+      LOG_LEVEL: "info", // the default: the full path, logging included
       ALIBABA_CLOUD_API_KEY: "sk-bench",
       ALIBABA_CLOUD_BASE_URL: `http://127.0.0.1:${env.fakePort}/v1`,
       RATE_LIMITS_KEY: "rpm=0,concurrent=0",

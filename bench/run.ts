@@ -16,6 +16,8 @@ import { sleep } from "./stats.js";
 /** Warm-up per path part, through the gateway, at the largest concurrency: a few llm requests at least. */
 const WARMUP_S: Record<Profile, number> = { zero: 0.5, llm: 1 };
 const SETTLE_MS = 50;
+/** V8 flags for the memory-capped run: a 4 MiB young generation and a 96 MiB old one. */
+const MEMORY_CAP = "--max-semi-space-size=4 --max-old-space-size=96";
 /** How long the idle gateway's CPU use is measured, after the warm-up. */
 const IDLE_MS = 2000;
 
@@ -158,6 +160,25 @@ if (opts.workers > 1) {
   }
 }
 
+// Memory: the same gateway with V8's heap capped (NODE_OPTIONS), every path at the largest concurrency.
+const memoryRuns: Array<{ profile: Profile; options: string; peakRssMiB: number; rps: Record<string, number> }> = [];
+if (opts.memoryCap) {
+  for (const profile of opts.profiles) {
+    await fake.setProfile(profile);
+    const gw = await startGateway(env, key, { nodeArgs: MEMORY_CAP.split(" ") });
+    const all = paths({ fake: `http://127.0.0.1:${fake.port}`, gateway: `http://127.0.0.1:${gw.port}`, gatewayPort: gw.port, key });
+    const rps: Record<string, number> = {};
+    for (const path of opts.paths) {
+      const r = await all[path][0]!.gateway(top, opts.seconds);
+      rps[path] = r.rps;
+      await quiesce(gw.pid);
+    }
+    memoryRuns.push({ profile, options: MEMORY_CAP, peakRssMiB: vmMiB(gw.pid, "VmHWM"), rps });
+    process.stderr.write(`bench: ${MEMORY_CAP}, profile ${profile}: peak RSS ${vmMiB(gw.pid, "VmHWM").toFixed(1)} MiB\n`);
+    await gw.stop();
+  }
+}
+
 // Usage recording on vs off: two gateways on the same database, the same load, interleaved.
 if (opts.recording) {
   await fake.setProfile("zero");
@@ -186,6 +207,7 @@ const meta = {
   command: ((npm ? "npm run bench" + (argv.length ? " -- " : "") : "tsx bench/run.ts ") + argv.join(" ")).trim(),
   options: opts,
   coldStartsMs,
+  memoryRuns,
   elapsedS: (performance.now() - began) / 1000,
 };
 const rows = summarize(records.filter((r) => !r.variant.startsWith("recording")));

@@ -47,8 +47,13 @@ async function worker(config: Config, log: Logger): Promise<void> {
     process.exit(1);
   });
   const stop = onStop(log, () => app.close());
-  // The primary is gone (killed): nothing would count this worker's limits any more.
-  process.once("disconnect", () => stop("the primary process exited"));
+  // The primary is gone (killed): nothing would count this worker's limits any
+  // more, so stop. Node's cluster code would exit at once after this event;
+  // marking the disconnect expected lets the shutdown flush usage rows first.
+  cluster.worker!.once("disconnect", () => {
+    cluster.worker!.exitedAfterDisconnect = true;
+    stop("the primary process exited");
+  });
 }
 
 function onStop(log: Logger, close: () => Promise<void>): (why: string) => void {
@@ -59,8 +64,10 @@ function onStop(log: Logger, close: () => Promise<void>): (why: string) => void 
     log.info(`${why}: shutting down`);
     close().then(() => process.exit(0), () => process.exit(1));
   };
-  process.once("SIGINT", () => stop("SIGINT"));
-  process.once("SIGTERM", () => stop("SIGTERM"));
+  // `on`, not `once`: a second signal (a process group signalled, then the
+  // primary relaying it) must not kill a shutdown half-way.
+  process.on("SIGINT", () => stop("SIGINT"));
+  process.on("SIGTERM", () => stop("SIGTERM"));
   return stop;
 }
 

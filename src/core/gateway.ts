@@ -91,14 +91,23 @@ interface Opened {
 export function createGateway(deps: GatewayDeps): Gateway {
   const { catalog, prices, providers, usage, log } = deps;
   const admission = createAdmission(deps);
+  const transformsLogged = new Set<string>();
 
   const admit = async (call: ChatCall, meter: RequestMeter): Promise<{ admitted: Admitted; routes: Route[] }> => {
     const admitted = await admission.admit(call, meter);
     try {
       const routes = providers.routes(admitted.model);
-      if (log.enabled("info")) {
+      // Each mapping is logged at info the first time it is seen, then at debug:
+      // a line per request was measurable CPU on the hot path for no news.
+      const seenKey = `${call.model}\u0000${routes[0]!.provider}`;
+      const level = transformsLogged.has(seenKey) ? "debug" : "info";
+      if (log.enabled(level)) {
+        if (level === "info") {
+          if (transformsLogged.size >= 1_000) transformsLogged.clear();
+          transformsLogged.add(seenKey);
+        }
         const m = admitted.model;
-        log.info(`Transformed model ID from '${call.model}' to '${m.id}' for provider ${routes[0]!.provider}` +
+        log[level](`Transformed model ID from '${call.model}' to '${m.id}' for provider ${routes[0]!.provider}` +
           (routes[0]!.upstreamId !== m.id || m.id !== call.model ? ` (upstream '${routes[0]!.upstreamId}')` : ""));
       }
       return { admitted, routes };

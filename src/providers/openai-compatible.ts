@@ -86,7 +86,12 @@ export function createUpstreamClient(provider: ProviderConfig, policy: RetryPoli
     async complete(body, signal) {
       const a = attempt(signal);
       try {
-        return await sdk.chat.completions.create(body, { signal: a.signal });
+        const completion = await sdk.chat.completions.create(body, { signal: a.signal });
+        // The SDK hands back whatever a 200 carried (an HTML page becomes a string).
+        if (!Array.isArray((completion as Partial<ChatCompletion> | null)?.choices)) {
+          throw new GatewayError("upstream_error", `${provider.row.name} answered with something that is not a chat completion`, { retryable: true });
+        }
+        return completion;
       } catch (err) {
         return a.fail(err);
       } finally {

@@ -87,6 +87,8 @@ describe("upstream 429 and its retry headers", () => {
     expect(e).toMatchObject({ type: "requests", code: "rate_limit_exceeded" });
     expect(e.message).toMatch(/Alibaba Cloud is rate limiting the gateway \(429\)/);
     expect(gw.fake.requests).toHaveLength(1);
+    // The upstream's wait is passed on.
+    expect(r.headers.get("retry-after")).toBe("30");
   });
 
   it("the openai SDK sees the same 429 as a RateLimitError, streaming or not", async () => {
@@ -151,6 +153,15 @@ describe("error bodies that are not JSON", () => {
     const r = await chat();
     expect(r.status).toBe(502);
     expect(errorOf(r.text).code).toBe("upstream_error");
+  });
+
+  it("a 200 whose body is an HTML page, not a completion: a 502 upstream_error, not a crash", async () => {
+    gw.fake.enqueue({ kind: "raw", status: 200, body: "<html><body>captive portal</body></html>", headers: { "content-type": "text/html" } });
+    const r = await chat();
+    expect(r.status).toBe(502);
+    expect(errorOf(r.text)).toMatchObject({ code: "upstream_error" });
+    expect(errorOf(r.text).message).toMatch(/not a chat completion/);
+    expect(r.text).not.toContain("captive portal");
   });
 
   it("error bodies are drained: failures and the success after them share one keep-alive connection", async () => {

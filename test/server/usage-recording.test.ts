@@ -81,7 +81,7 @@ describe.each([
     expect(gw.fake.requests).toHaveLength(3);
     expect(await rows(gw)).toBe(expected);
     // What the admin view reads (it flushes first) agrees.
-    expect(gw.app.accounts.usage("model").reduce((n, r) => n + r.requests, 0)).toBe(expected);
+    expect(gw.app.accounts.usage("model").total.requests).toBe(expected);
   });
 
   it("logs a warning at start only when it is off", () => {

@@ -156,6 +156,24 @@ describe("fake upstream", () => {
     expect(err2).toMatchObject({ status: 503, type: "server_error", message: "503 fake upstream error 503" });
   });
 
+  it("raw behaviour sends its status, headers and body verbatim", async () => {
+    fake.enqueue({ kind: "raw", status: 502, body: "<html>Bad Gateway</html>", headers: { "content-type": "text/html", "x-proxy": "edge" } });
+    const res = await fetch(`${fake.baseUrl}/chat/completions`, {
+      method: "POST",
+      headers: { authorization: "Bearer sk-fake", "content-type": "application/json" },
+      body: JSON.stringify(params),
+    });
+    expect(res.status).toBe(502);
+    expect(res.headers.get("content-type")).toBe("text/html");
+    expect(res.headers.get("x-proxy")).toBe("edge");
+    expect(await res.text()).toBe("<html>Bad Gateway</html>");
+
+    fake.enqueue({ kind: "raw", status: 503, body: "" });
+    const err = await failure(client.chat.completions.create(params));
+    expect(err).toBeInstanceOf(OpenAI.InternalServerError);
+    expect(err.status).toBe(503);
+  });
+
   it("wrong key → 401 invalid_api_key", async () => {
     const bad = new OpenAI({ apiKey: "sk-wrong", baseURL: fake.baseUrl, maxRetries: 0 });
     const err = await failure(bad.chat.completions.create(params));
