@@ -4,6 +4,7 @@
 import { fork } from "node:child_process";
 import { join } from "node:path";
 import { autocannonRun } from "./load-http.js";
+import { MESSAGES } from "./paths.js";
 import { cpuMeter } from "./process-stats.js";
 import { installCleanup, startFake } from "./processes.js";
 import { sleep } from "./stats.js";
@@ -18,7 +19,6 @@ const child = fork(join(ROOT, "bench/floor-proxy.ts"), [], {
   cwd: ROOT, execArgv: ["--import", "tsx"], env: { ...process.env, UPSTREAM: `http://127.0.0.1:${fake.port}` },
 });
 const port = await new Promise<number>((resolve) => child.once("message", (m: { port: number }) => resolve(m.port)));
-const MESSAGES = [{ role: "user", content: "Hello, benchmark" }];
 const bodies = {
   "non-streaming": JSON.stringify({ model: "qwen-max", messages: MESSAGES }),
   streaming: JSON.stringify({ model: "qwen-max", messages: MESSAGES, stream: true, stream_options: { include_usage: true } }),

@@ -31,7 +31,7 @@ export interface Endpoints {
   key: string;
 }
 
-const MESSAGES = [{ role: "user", content: "Hello, benchmark" }];
+export const MESSAGES = [{ role: "user", content: "Hello, benchmark" }];
 const JSON_HEADERS = { "content-type": "application/json" };
 const sseComplete = (body: string) => body.endsWith("data: [DONE]\n\n");
 

@@ -2,7 +2,7 @@
 // runs one load through a gateway started with `node --cpu-prof`, then prints where its CPU
 // time went: self time by package / module, and the hottest functions. The .cpuprofile file
 // is kept under bench/out/ for Chrome DevTools or speedscope.
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -67,8 +67,7 @@ const file = readdirSync(profDir).find((f) => f.endsWith(".cpuprofile"));
 if (!file) throw new Error(`no profile written:\n${gw.logTail()}`);
 const raw = readFileSync(join(profDir, file), "utf8");
 const kept = join(outDir, `${path}-c${c}-${values.profile}.cpuprofile`);
-rmSync(kept, { force: true });
-await import("node:fs").then((fs) => fs.writeFileSync(kept, raw));
+writeFileSync(kept, raw);
 const prof = JSON.parse(raw) as CpuProfile;
 
 // Self time per node from the sample stream (each sample's delta is charged to its node).

@@ -42,7 +42,7 @@ export async function startPrimary(config: Config, log: Logger, count: number): 
     }
     let reply: ToWorker;
     try {
-      const ticket = quota.take(m.subject, m.tokens, BigInt(m.pico)) as QuotaTicket;
+      const ticket = quota.take(m.subject, m.tokens, BigInt(m.pico));
       const id = nextTicket++;
       tickets.set(id, ticket);
       reply = { t: "took", id: m.id, ticket: id, snapshot: ticket.snapshot };

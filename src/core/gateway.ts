@@ -99,16 +99,18 @@ export function createGateway(deps: GatewayDeps): Gateway {
       const routes = providers.routes(admitted.model);
       // Each mapping is logged at info the first time it is seen, then at debug:
       // a line per request was measurable CPU on the hot path for no news.
-      const seenKey = `${call.model}\u0000${routes[0]!.provider}`;
-      const level = transformsLogged.has(seenKey) ? "debug" : "info";
-      if (log.enabled(level)) {
+      if (log.enabled("info")) {
+        const seenKey = `${call.model}\u0000${routes[0]!.provider}`;
+        const level = transformsLogged.has(seenKey) ? "debug" : "info";
         if (level === "info") {
           if (transformsLogged.size >= 1_000) transformsLogged.clear();
           transformsLogged.add(seenKey);
         }
         const m = admitted.model;
-        log[level](`Transformed model ID from '${call.model}' to '${m.id}' for provider ${routes[0]!.provider}` +
-          (routes[0]!.upstreamId !== m.id || m.id !== call.model ? ` (upstream '${routes[0]!.upstreamId}')` : ""));
+        if (log.enabled(level)) {
+          log[level](`Transformed model ID from '${call.model}' to '${m.id}' for provider ${routes[0]!.provider}` +
+            (routes[0]!.upstreamId !== m.id || m.id !== call.model ? ` (upstream '${routes[0]!.upstreamId}')` : ""));
+        }
       }
       return { admitted, routes };
     } catch (err) {

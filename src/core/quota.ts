@@ -19,7 +19,12 @@ export interface Quota {
   take(subject: Subject, tokens: number, estimatePico: bigint): QuotaTicket | Promise<QuotaTicket>;
 }
 
-export function localQuota(limiter: Limiter, budgets: Budgets): Quota {
+/** In-process and synchronous: what a single gateway uses, and what the --workers primary serves. */
+export interface LocalQuota extends Quota {
+  take(subject: Subject, tokens: number, estimatePico: bigint): QuotaTicket;
+}
+
+export function localQuota(limiter: Limiter, budgets: Budgets): LocalQuota {
   return {
     take(subject, tokens, estimatePico) {
       const permit = limiter.acquire(subject, tokens);

@@ -112,6 +112,13 @@ describe("non-streaming chat completions", () => {
     expect(gw.logs.filter((l) => /Loaded \w+ provider client|Failed to load \w+ provider client/.test(l))).toHaveLength(10);
   });
 
+  it("logs a model mapping at info the first time it is seen, then at debug (no info line per request)", async () => {
+    const lines = (level: string) => gw.logs.filter((l) => l.includes(` ${level.padEnd(5)} Transformed model ID from 'QWEN-Turbo' to 'qwen-turbo'`));
+    for (let i = 0; i < 3; i++) await client.chat.completions.create({ model: "QWEN-Turbo", messages: USER });
+    expect(lines("info")).toHaveLength(1);
+    expect(lines("debug")).toHaveLength(2);
+  });
+
   it("relays a finish_reason other than stop", async () => {
     gw.fake.enqueue({ kind: "reply", content: "cut", finishReason: "length" });
     const res = await client.chat.completions.create({ model: "qwen-max", messages: USER, max_tokens: 1 });

@@ -8,17 +8,16 @@
 // accounts API.
 
 import Database from "better-sqlite3";
-import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { openDb, type Db } from "../../src/storage/db.js";
 import { createKeyStore, hashKey } from "../../src/storage/keys.js";
 import { createLimitStore } from "../../src/storage/limits.js";
 import { startTestGateway, type TestGateway } from "../support/gateway.js";
+import { ROOT, runTsx } from "../support/node-child.js";
 
-const ROOT = resolve(import.meta.dirname, "../..");
 
 let dir: string;
 let path: string;
@@ -178,19 +177,7 @@ describe("a gateway on a database file", () => {
     const gw = await gateway();
     expect((await chat(gw, gw.key)).status).toBe(200);
     expect((await chat(gw, gw.key)).status).toBe(200);
-    const cli = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-      const child = spawn(process.execPath, ["--import", "tsx", join(ROOT, "src/cli.ts"), "--db", path, "keys", "revoke", keyIdOf(gw)], {
-        cwd: ROOT,
-        env: { ...process.env, ENV_FILE: "/nonexistent/.env" },
-        stdio: ["ignore", "pipe", "pipe"],
-      });
-      let stdout = "";
-      let stderr = "";
-      child.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
-      child.stderr.on("data", (c: Buffer) => (stderr += c.toString()));
-      child.on("error", reject);
-      child.on("close", (code) => resolve({ code, stdout, stderr }));
-    });
+    const cli = await runTsx([join(ROOT, "src/cli.ts"), "--db", path, "keys", "revoke", keyIdOf(gw)]);
     expect(cli.stderr).toBe("");
     expect(cli.code).toBe(0);
     expect(cli.stdout).toMatch(/^revoked key_/);

@@ -8,16 +8,15 @@
 // on 'exit'), while a SIGKILL in the same spot loses them.
 
 import Database from "better-sqlite3";
-import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { openDb, type Db } from "../../src/storage/db.js";
 import { createUsageStore, type UsageRecord, type UsageStoreOptions } from "../../src/storage/usage.js";
 import { startTestGateway } from "../support/gateway.js";
+import { ROOT, runTsx, type ChildExit } from "../support/node-child.js";
 
-const ROOT = resolve(import.meta.dirname, "../..");
 const FIXTURE = join(ROOT, "test/fixtures/usage-exit.ts");
 
 let path: string;
@@ -224,23 +223,9 @@ describe("the app", () => {
   });
 });
 
-interface Exit { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }
-
 /** Runs test/fixtures/usage-exit.ts in its own Node process (through tsx) and waits for it to end. */
-function runFixture(mode: "exit" | "throw" | "kill", rows: number, db: string): Promise<Exit> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--import", "tsx", FIXTURE, db, mode, String(rows)], {
-      cwd: ROOT,
-      env: { ...process.env, ENV_FILE: "/nonexistent/.env" },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on("data", (c: Buffer) => (stderr += c.toString()));
-    child.on("error", reject);
-    child.on("close", (code, signal) => resolve({ code, signal, stdout, stderr }));
-  });
+function runFixture(mode: "exit" | "throw" | "kill", rows: number, db: string): Promise<ChildExit> {
+  return runTsx([FIXTURE, db, mode, String(rows)]);
 }
 
 /** A database path in a directory of its own, removed after the test (these tests run concurrently). */
