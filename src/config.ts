@@ -35,6 +35,33 @@ export interface FailoverConfig {
   readonly breakerCooldownMs: number;
 }
 
+/**
+ * What one connection or request may hold, and for how long: every phase a
+ * client controls has a bound, so no client can hold the process's
+ * descriptors, memory or concurrency slots for ever (see the README's
+ * security section).
+ */
+export interface ServerLimits {
+  /** From a connection's first byte (or a keep-alive request's) to its complete headers. */
+  readonly headersTimeoutMs: number;
+  /** The whole request, headers and body, must arrive within this. */
+  readonly requestTimeoutMs: number;
+  /** An HTTP/1 connection idle between requests is closed after this. */
+  readonly keepAliveTimeoutMs: number;
+  /** An HTTP/2 session with no open stream is closed (GOAWAY) after this. */
+  readonly http2IdleTimeoutMs: number;
+  /** A client that takes none of its answer for this long is treated as gone. */
+  readonly sendTimeoutMs: number;
+  /** Open client connections; the next one is answered with a refusal and closed. */
+  readonly maxConnections: number;
+  /** Deepest nesting of arrays and objects accepted in a JSON body. */
+  readonly maxJsonDepth: number;
+  /** Failed authentications per client address per minute before its requests are refused unread; 0 = no limit. */
+  readonly authFailuresPerMinute: number;
+  /** On SIGTERM/SIGINT, how long requests in flight may run before they are ended. */
+  readonly drainTimeoutMs: number;
+}
+
 export interface Config {
   readonly host: string;
   readonly port: number;
@@ -58,6 +85,9 @@ export interface Config {
   readonly recordUsage: boolean;
   /** WORKERS (or --workers): processes sharing the port; 1 runs the gateway in this process. */
   readonly workers: number;
+  /** Usage rows held in memory while the database refuses writes, before chats are refused. */
+  readonly usageBufferRows: number;
+  readonly server: ServerLimits;
 }
 
 export interface LimitDefaults {
@@ -112,7 +142,47 @@ export function loadConfig(env: Env = process.env): Config {
     adminKey: merged.GATEWAYZ_ADMIN_KEY || undefined,
     recordUsage: onOff(merged, "USAGE_RECORDING", true),
     workers: Math.max(1, integer(merged, "WORKERS", 1)),
+    usageBufferRows: integer(merged, "USAGE_BUFFER_ROWS", 10_000),
+    server: serverLimits(merged),
   });
+}
+
+function serverLimits(env: Env): ServerLimits {
+  return Object.freeze({
+    headersTimeoutMs: positive(env, "HEADERS_TIMEOUT_MS", 10_000),
+    requestTimeoutMs: positive(env, "REQUEST_TIMEOUT_MS", 30_000),
+    keepAliveTimeoutMs: positive(env, "KEEP_ALIVE_TIMEOUT_MS", 65_000),
+    http2IdleTimeoutMs: positive(env, "HTTP2_IDLE_TIMEOUT_MS", 300_000),
+    sendTimeoutMs: positive(env, "SEND_TIMEOUT_MS", 60_000),
+    maxConnections: positive(env, "MAX_CONNECTIONS", defaultMaxConnections()),
+    maxJsonDepth: positive(env, "MAX_JSON_DEPTH", 64),
+    authFailuresPerMinute: integer(env, "AUTH_FAILURES_PER_MINUTE", 60),
+    drainTimeoutMs: integer(env, "DRAIN_TIMEOUT_MS", 30_000),
+  });
+}
+
+/**
+ * Half the process's descriptor limit (each client connection may need an
+ * upstream one), less a margin for the database and logs: with the cap below
+ * the limit, a flood of connections is refused instead of starving accept().
+ */
+function defaultMaxConnections(): number {
+  let soft: number | undefined;
+  try {
+    const line = readFileSync("/proc/self/limits", "utf8").split("\n").find((l) => l.startsWith("Max open files"));
+    const value = line?.split(/\s{2,}/)[1];
+    soft = value === undefined || value === "unlimited" ? undefined : Number(value);
+  } catch {
+    // Not Linux: no limit to read.
+  }
+  if (soft === undefined || !Number.isFinite(soft)) return 4096;
+  return Math.min(16_384, Math.max(64, Math.floor(soft / 2) - 32));
+}
+
+function positive(env: Env, name: string, fallback: number): number {
+  const n = integer(env, name, fallback);
+  if (n === 0) throw new Error(`${name} must be a positive integer, got 0`);
+  return n;
 }
 
 /** `rpm=60,tpm=100000,rpd=5000,concurrent=8`; fields not named keep their default. */

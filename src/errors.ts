@@ -22,6 +22,11 @@ export type ErrorKind =
   | "upstream_unavailable"
   | "upstream_timeout"
   | "cancelled"
+  | "unimplemented"
+  | "too_many_connections"
+  | "shutting_down"
+  | "usage_store_unavailable"
+  | "storage_unavailable"
   | "internal";
 
 interface WireShape {
@@ -53,6 +58,16 @@ const WIRE: Record<ErrorKind, WireShape> = {
   upstream_timeout: { code: Code.DeadlineExceeded, status: 504, type: "server_error" },
   // 499 is nginx's "client closed request"; nobody reads it, but logs do.
   cancelled: { code: Code.Canceled, status: 499, type: "invalid_request_error" },
+  // An RPC method this server does not have (gRPC's UNIMPLEMENTED).
+  unimplemented: { code: Code.Unimplemented, status: 404, type: "invalid_request_error" },
+  // Refusals that say "not now, this process": a client may retry, perhaps elsewhere.
+  too_many_connections: { code: Code.Unavailable, status: 503, type: "server_error" },
+  shutting_down: { code: Code.Unavailable, status: 503, type: "server_error", openaiCode: "server_shutting_down" },
+  // Usage rows cannot be committed and the bounded retry buffer is full: no
+  // chat is answered that could not be billed.
+  usage_store_unavailable: { code: Code.Unavailable, status: 503, type: "server_error" },
+  // The database refused a write (disk full, read-only file, locked): admin calls say so.
+  storage_unavailable: { code: Code.Unavailable, status: 503, type: "server_error" },
   internal: { code: Code.Internal, status: 500, type: "server_error" },
 };
 

@@ -35,7 +35,7 @@ export interface Admitted {
 export function createAdmission({ catalog, prices, auth, quota }: AdmissionDeps) {
   return {
     async admit(call: ChatCall, meter: RequestMeter): Promise<Admitted> {
-      const principal = auth.authenticate(call.authorization, "client");
+      const principal = call.principal ?? auth.authenticate(call.authorization, "client");
       meter.principal = principal;
       validateChat(call.model, call.body);
       const { model } = catalog.resolve(call.model);

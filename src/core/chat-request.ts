@@ -1,4 +1,5 @@
 import { GatewayError } from "../errors.js";
+import type { Principal } from "./auth.js";
 import type { Protocol } from "./metering.js";
 
 /**
@@ -18,6 +19,8 @@ export interface ChatCall {
   readonly signal: AbortSignal;
   /** The `Authorization` header or metadata, as received. */
   readonly authorization: string | null | undefined;
+  /** The key behind `authorization`, when the front door checked it before reading the body. */
+  readonly principal?: Principal | undefined;
   readonly protocol: Protocol;
 }
 

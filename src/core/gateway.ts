@@ -69,8 +69,12 @@ export interface Gateway {
   stream(call: ChatCall): Promise<ChatStream>;
   /** A client key's principal, for the calls that are not chats (model lists, prices). */
   authenticate(authorization: string | null | undefined): Principal;
-  /** Records a chat request a front door refused before it reached the core (bad JSON, too large). */
-  refused(request: { protocol: Protocol; model: string; authorization: string | null | undefined }, error: unknown): void;
+  /**
+   * Records a chat request a front door refused before it reached the core
+   * (bad JSON, too large); resolves once the row is durable, so the door
+   * answers after it.
+   */
+  refused(request: { protocol: Protocol; model: string; authorization: string | null | undefined }, error: unknown): Promise<void>;
   /** The providers that can serve a model here, in failover order, with their circuit state. */
   servedBy(model: CatalogModel): Array<{ provider: string; upstreamId: string; state: BreakerState }>;
 }
@@ -210,7 +214,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
     servedBy: (model) => providers.eligible(model).map((r) => ({
       provider: r.provider, upstreamId: r.upstreamId, state: deps.failover.breakers.state(r.provider),
     })),
-    refused(request, error) {
+    async refused(request, error) {
       const meter = new RequestMeter(usage, log, request.protocol, request.model);
       meter.principal = admission.identify(request.authorization);
       failed(meter, undefined, error);

@@ -27,7 +27,7 @@ export function registerGatewayService(router: ConnectRouter, gateway: Gateway, 
         try {
           body = chatBodyFromProto(req);
         } catch (err) {
-          gateway.refused({ protocol, model: req.model, authorization }, err);
+          await gateway.refused({ protocol, model: req.model, authorization }, err);
           throw err;
         }
         const stream = await gateway.stream({ model: req.model, body, signal: ctx.signal, authorization, protocol });
@@ -88,7 +88,7 @@ export function meterRefusedChats(gateway: Gateway): Interceptor {
       return await next(req);
     } catch (err) {
       const authorization = req.header.get("authorization");
-      gateway.refused({ protocol: protocolOf(req.header.get("content-type")), model: "", authorization }, err);
+      await gateway.refused({ protocol: protocolOf(req.header.get("content-type")), model: "", authorization }, err);
       throw err;
     }
   };

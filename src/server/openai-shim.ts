@@ -94,7 +94,7 @@ async function chatCompletions(gateway: Gateway, req: Req, res: Res, maxBodyByte
     call = { model: model ?? "", body: rest as ChatBody, signal: controller.signal, authorization, protocol: "openai" };
   } catch (err) {
     // Refused before the core saw it: still one usage record.
-    gateway.refused({ protocol: "openai", model: typeof model === "string" ? model : "", authorization }, err);
+    await gateway.refused({ protocol: "openai", model: typeof model === "string" ? model : "", authorization }, err);
     throw err;
   }
 
