@@ -13,10 +13,15 @@ import { createPriceBook, type PriceRow } from "./core/pricing.js";
 import modelsData from "./data/models.json" with { type: "json" };
 import pricingData from "./data/pricing.json" with { type: "json" };
 import routesData from "./data/routes.json" with { type: "json" };
-import type { Logger } from "./log.js";
+import { GatewayError } from "./errors.js";
+import { redactingLogger, type Logger } from "./log.js";
 import { createProviderSet } from "./providers/provider-set.js";
+import { createRedactor } from "./providers/redact.js";
+import type { AuthGate } from "./server/auth-gate.js";
 import { createRequestHandler } from "./server/handler.js";
-import { createListener } from "./server/listener.js";
+import { createListener, type RequestHandler } from "./server/listener.js";
+import { createReadiness, type Readiness } from "./server/readiness.js";
+import { createRequests } from "./server/requests.js";
 import { openDb, type Db } from "./storage/db.js";
 import { createKeyStore } from "./storage/keys.js";
 import { createLimitStore } from "./storage/limits.js";
@@ -30,8 +35,19 @@ export interface App {
   readonly accounts: Accounts;
   readonly db: Db;
   readonly breakers: Breakers;
+  readonly readiness: Readiness;
+  /** Requests refused at the door for their key (they leave no usage row). */
+  readonly gate: Pick<AuthGate, "refusals">;
+  /** Open client connections. */
+  readonly connections: number;
+  /** Drains, then closes (see drainAndClose). Idempotent. */
   close(): Promise<void>;
+  /** Cuts a drain short: what is still in flight is ended now; its usage rows are still committed. */
+  hurry(): void;
 }
+
+/** After a drain's deadline, how long the requests it ended get to write their errors and rows. */
+const END_GRACE_MS = 5_000;
 
 /** Builds the gateway from configuration and listens. Nothing happens at import. */
 export interface AppOptions {
@@ -39,7 +55,9 @@ export interface AppOptions {
   quota?: (policy: Policy) => Quota;
 }
 
-export async function startApp(config: Config, log: Logger, options: AppOptions = {}): Promise<App> {
+export async function startApp(config: Config, baseLog: Logger, options: AppOptions = {}): Promise<App> {
+  // Every line, stack traces of internal errors included, is scrubbed of provider secrets and addresses.
+  const log = redactingLogger(baseLog, createRedactor(config.providers));
   const catalog = createCatalog(modelsData.models as CatalogRow[], routesData.routes as RouteRows);
   for (const id of Object.keys(config.failover.modelOrder)) {
     if (catalog.find(id)?.id !== id) throw new Error(`MODEL_FAILOVER_ORDER names '${id}', which is not a catalog model id`);
@@ -48,11 +66,10 @@ export async function startApp(config: Config, log: Logger, options: AppOptions 
   const db = openDb(config.databasePath);
   const keys = createKeyStore(db);
   const limitStore = createLimitStore(db);
-  const usage = createUsageStore(db, {
-    onLost: (err, rows) => log.error(`${rows} usage record(s) lost: ${err instanceof Error ? err.message : String(err)}`),
-  });
-  // Rows still queued when the process exits (an uncaught error, process.exit) are written on the way out.
-  const flushOnExit = () => usage.flush();
+  // Rows the database refuses (disk full...) are held, up to USAGE_BUFFER_ROWS, and retried; see storage/usage.ts.
+  const usage = createUsageStore(db, { log, bufferRows: config.usageBufferRows });
+  // Rows still queued or held when the process exits (an uncaught error, process.exit) are written on the way out.
+  const flushOnExit = () => usage.close();
   process.on("exit", flushOnExit);
   if (!config.recordUsage) log.warn("USAGE_RECORDING=off: no usage rows are written; budgets count only this process's spending");
   const policy = createPolicy(limitStore, config.limits);
@@ -69,7 +86,12 @@ export async function startApp(config: Config, log: Logger, options: AppOptions 
   if (!config.adminKey && keys.countAdminKeys() === 0) {
     log.warn("no admin key yet: create one with `npx gatewayz keys create --admin --user admin --name root`, or set GATEWAYZ_ADMIN_KEY");
   }
-  const listener = createListener(createRequestHandler({ config, gateway, providers, breakers, log, accounts, auth }));
+  const requests = createRequests(() => { if (listener.draining) listener.closeIdle(); });
+  const readiness = createReadiness();
+  let handle: RequestHandler = () => {};
+  const listener = createListener((req, res) => handle(req, res), config.server);
+  const handler = createRequestHandler({ config, gateway, providers, breakers, log, accounts, auth, connections: listener, requests, readiness });
+  handle = handler.handle;
   let address: AddressInfo;
   try {
     address = await listener.listen(config.port, config.host);
@@ -79,19 +101,44 @@ export async function startApp(config: Config, log: Logger, options: AppOptions 
     throw err;
   }
   const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
+
+  /**
+   * The drain: readiness goes false (gRPC health NOT_SERVING, /healthz 503
+   * "draining"), the port stops accepting, sessions get GOAWAY and HTTP/1
+   * answers close their connections; requests in flight run to their end for
+   * up to DRAIN_TIMEOUT_MS, then those left are ended explicitly
+   * (shutting_down) with their upstreams aborted; every usage row is
+   * committed before the database closes.
+   */
+  const drainAndClose = async () => {
+    readiness.set("draining", true);
+    listener.stopAccepting();
+    const ms = config.server.drainTimeoutMs;
+    if (requests.inFlight) log.info(`draining: ${requests.inFlight} request(s) in flight; waiting up to ${ms} ms`);
+    if (!(await requests.idle(ms))) {
+      log.warn(`ending ${requests.inFlight} request(s) still in flight: the gateway is shutting down`);
+      requests.abortAll(new GatewayError("shutting_down", "the gateway is shutting down; retry on another instance"));
+      // Each ends its answer and records its row; bounded, in case an upstream ignores its abort.
+      await requests.idle(END_GRACE_MS, false);
+    }
+    await listener.close();
+    await providers.close();
+    process.off("exit", flushOnExit);
+    usage.close();
+    db.close();
+  };
+  let closing: Promise<void> | undefined;
   return {
-    address, url: `http://${host}:${address.port}`, gateway, accounts, db, breakers,
-    async close() {
-      await listener.close();
-      await providers.close();
-      process.off("exit", flushOnExit);
-      usage.flush();
-      db.close();
+    address, url: `http://${host}:${address.port}`, gateway, accounts, db, breakers, readiness, gate: handler.gate,
+    get connections() {
+      return listener.connections;
     },
+    close: () => (closing ??= drainAndClose()),
+    hurry: () => requests.hurry(),
   };
 }
 
-/** The same store with inserts dropped (USAGE_RECORDING=off); reads still work. */
+/** The same store with inserts dropped (USAGE_RECORDING=off); reads still work, and nothing is waited for. */
 function withoutRecording(usage: UsageStore): UsageStore {
-  return { ...usage, insert() {} };
+  return { ...usage, insert() {}, committed: () => Promise.resolve() };
 }

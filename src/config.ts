@@ -50,6 +50,8 @@ export interface ServerLimits {
   readonly keepAliveTimeoutMs: number;
   /** An HTTP/2 session with no open stream is closed (GOAWAY) after this. */
   readonly http2IdleTimeoutMs: number;
+  /** Streams one HTTP/2 session may have open at once (its SETTINGS_MAX_CONCURRENT_STREAMS). */
+  readonly http2MaxStreams: number;
   /** A client that takes none of its answer for this long is treated as gone. */
   readonly sendTimeoutMs: number;
   /** Open client connections; the next one is answered with a refusal and closed. */
@@ -153,6 +155,7 @@ function serverLimits(env: Env): ServerLimits {
     requestTimeoutMs: positive(env, "REQUEST_TIMEOUT_MS", 30_000),
     keepAliveTimeoutMs: positive(env, "KEEP_ALIVE_TIMEOUT_MS", 65_000),
     http2IdleTimeoutMs: positive(env, "HTTP2_IDLE_TIMEOUT_MS", 300_000),
+    http2MaxStreams: positive(env, "HTTP2_MAX_STREAMS", 1_000),
     sendTimeoutMs: positive(env, "SEND_TIMEOUT_MS", 60_000),
     maxConnections: positive(env, "MAX_CONNECTIONS", defaultMaxConnections()),
     maxJsonDepth: positive(env, "MAX_JSON_DEPTH", 64),

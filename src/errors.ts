@@ -125,7 +125,9 @@ const KIND_OF_CODE: Partial<Record<Code, ErrorKind>> = {
   [Code.NotFound]: "not_found",
   [Code.Unauthenticated]: "unauthenticated",
   [Code.PermissionDenied]: "permission_denied",
-  [Code.ResourceExhausted]: "rate_limited",
+  // Connect's own RESOURCE_EXHAUSTED is a message over the size limit; our rate limits are GatewayErrors.
+  [Code.ResourceExhausted]: "payload_too_large",
+  [Code.Unimplemented]: "unimplemented",
   [Code.Unavailable]: "upstream_unavailable",
   [Code.DeadlineExceeded]: "upstream_timeout",
   [Code.Canceled]: "cancelled",

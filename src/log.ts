@@ -38,3 +38,15 @@ export function createLogger(level: LogLevel = "info", sink: LogSink = stderrSin
 export function isLogLevel(value: string): value is LogLevel {
   return value in RANK;
 }
+
+/**
+ * The same logger with `redact` applied to every line it writes (stack
+ * traces included), so no code path has to remember to. Lines below the
+ * level are dropped before redacting, so suppressed debug lines cost nothing.
+ */
+export function redactingLogger(log: Logger, redact: (text: string) => string): Logger {
+  const at = (level: Exclude<LogLevel, "silent">) => (m: string) => {
+    if (log.enabled(level)) log[level](redact(m));
+  };
+  return { level: log.level, debug: at("debug"), info: at("info"), warn: at("warn"), error: at("error"), enabled: (l) => log.enabled(l) };
+}

@@ -2,14 +2,15 @@ import cluster from "node:cluster";
 import { parseArgs } from "node:util";
 import { startApp } from "./app.js";
 import { startPrimary } from "./cluster/primary.js";
+import type { ToWorker } from "./cluster/messages.js";
 import { remoteQuota } from "./cluster/remote-quota.js";
 import { loadConfig, type Config } from "./config.js";
 import { createLogger, type Logger } from "./log.js";
 
 /**
  * Entry point: configuration, then the server (or, with --workers N / WORKERS,
- * a primary process and N workers sharing the port), then a clean shutdown on
- * SIGINT/SIGTERM.
+ * a primary process and N workers sharing the port), then a drain on
+ * SIGINT/SIGTERM (a second signal ends what is still in flight at once).
  */
 async function main(): Promise<void> {
   let config: Config;
@@ -27,17 +28,15 @@ async function main(): Promise<void> {
     log.error(err.code === "EADDRINUSE" ? `port ${config.port} on ${config.host} is already in use` : `could not start: ${err.message}`);
     process.exit(1);
   };
-  let close: () => Promise<void>;
   if (config.workers > 1) {
     const primary = await startPrimary(config, log, config.workers).catch(fail);
     log.info(`Gatewayz listening on http://${config.host}:${config.port} with ${config.workers} workers ${listening}`);
-    close = () => primary.close();
+    onStop(log, config, primary);
   } else {
     const app = await startApp(config, log).catch(fail);
     log.info(`Gatewayz listening on ${app.url} ${listening}`);
-    close = () => app.close();
+    onStop(log, config, app);
   }
-  onStop(log, close);
 }
 
 /** A --workers worker: a whole gateway whose limits and budgets live in the primary. */
@@ -46,28 +45,51 @@ async function worker(config: Config, log: Logger): Promise<void> {
     log.error(`worker could not start: ${err.message}`);
     process.exit(1);
   });
-  const stop = onStop(log, () => app.close());
+  const stop = onStop(log, config, app);
+  // The primary drains the workers over IPC, not by signal (see cluster/primary.ts).
+  process.on("message", (m: ToWorker) => {
+    if (m.t === "shutdown") stop(m.hurry ? "the primary is stopping now" : "the primary is stopping", m.hurry);
+  });
   // The primary is gone (killed): nothing would count this worker's limits any
   // more, so stop. Node's cluster code would exit at once after this event;
-  // marking the disconnect expected lets the shutdown flush usage rows first.
+  // marking the disconnect expected lets the shutdown drain and commit first.
   cluster.worker!.once("disconnect", () => {
     cluster.worker!.exitedAfterDisconnect = true;
     stop("the primary process exited");
   });
 }
 
-function onStop(log: Logger, close: () => Promise<void>): (why: string) => void {
+interface Stoppable {
+  close(): Promise<void>;
+  hurry(): void;
+}
+
+/**
+ * SIGTERM or SIGINT drains (README: shutdown); a second signal ends what is
+ * still in flight at once, and the usage rows are still committed. The
+ * process exits 0 once everything is closed. Only signals count towards
+ * "second": a worker told by its primary to drain and then reached by the
+ * same process-group signal must not take it for a second one.
+ */
+function onStop(log: Logger, config: Config, target: Stoppable): (why: string, hurry?: boolean) => void {
   let stopping = false;
-  const stop = (why: string) => {
+  let signals = 0;
+  const stop = (why: string, hurry = false) => {
+    if (hurry) {
+      if (stopping) log.warn(`${why}: ending the requests still in flight now`);
+      target.hurry();
+    }
     if (stopping) return;
     stopping = true;
-    log.info(`${why}: shutting down`);
-    close().then(() => process.exit(0), () => process.exit(1));
+    log.info(`${why}: draining (up to ${config.server.drainTimeoutMs} ms), then shutting down`);
+    target.close().then(() => process.exit(0), (err: Error) => {
+      log.error(`shutdown failed: ${err.message}`);
+      process.exit(1);
+    });
   };
-  // `on`, not `once`: a second signal (a process group signalled, then the
-  // primary relaying it) must not kill a shutdown half-way.
-  process.on("SIGINT", () => stop("SIGINT"));
-  process.on("SIGTERM", () => stop("SIGTERM"));
+  const onSignal = (name: string) => stop(++signals > 1 ? `${name} again` : name, signals > 1);
+  process.on("SIGINT", () => onSignal("SIGINT"));
+  process.on("SIGTERM", () => onSignal("SIGTERM"));
   return stop;
 }
 

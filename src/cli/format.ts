@@ -9,11 +9,29 @@ export type Align = "left" | "right";
  * A plain-text table: a header, one line per row, columns padded to their
  * widest cell and separated by two spaces; numbers read best right-aligned.
  */
-export function table(headers: readonly string[], rows: readonly (readonly string[])[], align: readonly Align[] = []): string {
+export function table(headers: readonly string[], cells: readonly (readonly string[])[], align: readonly Align[] = []): string {
+  const rows = cells.map((r) => r.map(printable));
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
-  const line = (cells: readonly string[]) =>
-    cells.map((c, i) => (align[i] === "right" ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join("  ").trimEnd();
+  const line = (row: readonly string[]) =>
+    row.map((c, i) => (align[i] === "right" ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join("  ").trimEnd();
   return [line(headers), ...rows.map(line)].join("\n") + "\n";
+}
+
+/**
+ * Control characters (C0, DEL, C1), bidirectional overrides and line
+ * separators, which a terminal would obey rather than show: a key or user
+ * name holding ESC sequences or newlines could otherwise repaint the screen
+ * or forge table rows.
+ */
+const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+const NAMED: Readonly<Record<string, string>> = { "\n": "\\n", "\r": "\\r", "\t": "\\t" };
+
+/** Text for a terminal: every such character shown as an escape (\n, \x1b, \u202e). */
+export function printable(text: string): string {
+  return text.replace(UNPRINTABLE, (c) => {
+    const code = c.charCodeAt(0);
+    return NAMED[c] ?? (code < 0x100 ? `\\x${code.toString(16).padStart(2, "0")}` : `\\u${code.toString(16).padStart(4, "0")}`);
+  });
 }
 
 /** One JSON document, one trailing newline. */

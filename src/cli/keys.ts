@@ -1,6 +1,6 @@
 import type { CreatedKey } from "../storage/keys.js";
 import { LIMIT_OPTIONS, limitValues, optional, required } from "./args.js";
-import { iso, keyJson, keyStatus, table, viewJson } from "./format.js";
+import { iso, keyJson, keyStatus, printable, table, viewJson } from "./format.js";
 import type { CommandSpec, Context, Output } from "./spec.js";
 
 /** The one time a key is ever shown. */
@@ -10,8 +10,8 @@ function shownOnce(ctx: Context, created: CreatedKey, replaces?: string): Output
   const lines = [
     `key   ${created.key}`,
     `id    ${k.id}`,
-    `user  ${k.userName}`,
-    `name  ${k.name} (${k.kind})`,
+    `user  ${printable(k.userName)}`,
+    `name  ${printable(k.name)} (${k.kind})`,
     ...(replaces ? [`replaces ${replaces}, now revoked`] : []),
     "",
     "Store this key now: it will not be shown again (Gatewayz keeps only its hash).",
@@ -70,7 +70,7 @@ export const KEY_COMMANDS: readonly CommandSpec[] = [
     parse({ args: [id] }) {
       return (ctx) => {
         const k = ctx.accounts.revokeKey(id!);
-        return { text: `revoked ${k.id} (${k.userName}/${k.name})\n`, json: keyJson(k) };
+        return { text: `revoked ${k.id} (${printable(k.userName)}/${printable(k.name)})\n`, json: keyJson(k) };
       };
     },
   },

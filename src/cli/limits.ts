@@ -1,6 +1,6 @@
 import type { LimitsView, Target } from "../core/accounts.js";
 import { LIMIT_FIELDS, LIMIT_OPTIONS, limitValues, optional, required, target } from "./args.js";
-import { budgetText, limitText, viewJson } from "./format.js";
+import { budgetText, limitText, printable, viewJson } from "./format.js";
 import { UsageError, type CommandSpec, type Context, type Output } from "./spec.js";
 
 const TARGET_OPTIONS = { system: { type: "boolean" }, user: { type: "string" }, key: { type: "string" } } as const;
@@ -9,8 +9,8 @@ const BUDGET_TARGET_OPTIONS = { user: { type: "string" }, key: { type: "string" 
 function label(t: Target): string {
   switch (t.scope) {
     case "system": return "the whole system";
-    case "user": return `user ${t.user}`;
-    case "key": return `key ${t.keyId}`;
+    case "user": return `user ${printable(t.user)}`;
+    case "key": return `key ${printable(t.keyId)}`;
   }
 }
 

@@ -4,6 +4,7 @@ import { GatewayError } from "../errors.js";
 import { openDb, type Db } from "../storage/db.js";
 import { createKeyStore } from "../storage/keys.js";
 import { createLimitStore } from "../storage/limits.js";
+import { storageErrorOf } from "../storage/sqlite-errors.js";
 import { createUsageStore } from "../storage/usage.js";
 import { parseArgv } from "./args.js";
 import { COMMANDS, helpText, usageLine } from "./commands.js";
@@ -83,9 +84,14 @@ function configured(env: CliIo["env"]): Config {
   }
 }
 
-/** The operator's message: a GatewayError's own text, an Error's message, nothing more. */
+/**
+ * The operator's message: a GatewayError's own text, what the database
+ * refused and why (SQLITE_FULL...), an Error's message, nothing more.
+ */
 function describe(err: unknown): string {
   if (err instanceof GatewayError) return err.rawMessage;
+  const storage = storageErrorOf(err);
+  if (storage) return storage.rawMessage;
   if (err instanceof Error) return err.message;
   return String(err);
 }

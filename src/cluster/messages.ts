@@ -12,7 +12,9 @@ export type ToPrimary = TakeRequest | SettleRequest;
 export type TakeReply =
   | { t: "took"; id: number; ticket: number; snapshot: RateLimitSnapshot }
   | { t: "refused"; id: number; error: WireError };
-export type ToWorker = TakeReply;
+/** The primary is shutting down: drain (and, when `hurry`, end what is still in flight now). */
+export interface ShutdownRequest { t: "shutdown"; hurry: boolean }
+export type ToWorker = TakeReply | ShutdownRequest;
 
 /** A GatewayError as plain data: kind, message, and what the front doors render from it. */
 export interface WireError {

@@ -11,9 +11,14 @@ import { createUsageStore } from "../storage/usage.js";
 import { toWire, type ToPrimary, type ToWorker } from "./messages.js";
 
 export interface Primary {
-  /** Stops every worker (each finishes its shutdown: in-flight usage rows are flushed), then itself. */
+  /** Drains every worker (each lets its requests finish, then commits its usage rows and exits), then itself. */
   close(): Promise<void>;
+  /** Cuts the workers' drains short: each ends what is still in flight now. */
+  hurry(): void;
 }
+
+/** Past the drain and its end, a worker that has not exited is killed. */
+const EXIT_MARGIN_MS = 15_000;
 
 /**
  * `--workers N`: N processes share the port (node:cluster hands connections
@@ -80,17 +85,26 @@ export async function startPrimary(config: Config, log: Logger, count: number): 
     db.close();
     throw err;
   }
+  // Told over IPC rather than by signal: with a process-group signal each
+  // worker also gets its own, and a second signal means "hurry".
+  const tell = (w: Worker, hurry: boolean) => {
+    const m: ToWorker = { t: "shutdown", hurry };
+    if (w.isConnected()) w.send(m);
+  };
   return {
     async close() {
       stopping = true;
       const workers = [...held.keys()];
       await Promise.all(workers.map((w) => new Promise<void>((resolve) => {
         if (w.isDead()) return resolve();
-        const force = setTimeout(() => w.kill("SIGKILL"), 10_000);
+        const force = setTimeout(() => w.kill("SIGKILL"), config.server.drainTimeoutMs + EXIT_MARGIN_MS);
         w.once("exit", () => { clearTimeout(force); resolve(); });
-        w.process.kill("SIGTERM");
+        tell(w, false);
       })));
       db.close();
+    },
+    hurry() {
+      for (const w of held.keys()) tell(w, true);
     },
   };
 }

@@ -40,6 +40,16 @@ export interface Accounts {
   usage(by: UsageGroup, filter?: { since?: number; until?: number; user?: string; keyId?: string }): { rows: UsageSummaryRow[]; total: UsageSummaryRow };
 }
 
+/** The longest user or key name, in characters: names are labels, shown in tables and logs. */
+export const MAX_NAME_LENGTH = 100;
+
+function checkLength(field: "user" | "name", value: string): void {
+  const length = [...value].length;
+  if (length > MAX_NAME_LENGTH) {
+    throw new GatewayError("invalid_request", `${field} must be at most ${MAX_NAME_LENGTH} characters, got ${length}`, { param: field });
+  }
+}
+
 export function createAccounts(keys: KeyStore, limits: LimitStore, usage: UsageStore): Accounts {
   const subjectOf = (target: Target): { scope: LimitScope; subject: string } => {
     switch (target.scope) {
@@ -82,6 +92,8 @@ export function createAccounts(keys: KeyStore, limits: LimitStore, usage: UsageS
     createKey(o) {
       if (!o.user.trim()) throw new GatewayError("invalid_request", "a key needs a user");
       if (!o.name.trim()) throw new GatewayError("invalid_request", "a key needs a name");
+      checkLength("user", o.user);
+      checkLength("name", o.name);
       const limitValues = { rpm: o.rpm, tpm: o.tpm, rpd: o.rpd, concurrent: o.concurrent };
       checkLimits(limitValues);
       const pico = o.budgetUsd === undefined ? undefined : toPico(o.budgetUsd);

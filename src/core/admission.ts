@@ -1,3 +1,5 @@
+import { GatewayError } from "../errors.js";
+import type { UsageStore } from "../storage/usage.js";
 import type { Authenticator, Principal } from "./auth.js";
 import type { Catalog, CatalogModel } from "./catalog.js";
 import { validateChat, type ChatCall } from "./chat-request.js";
@@ -12,6 +14,8 @@ export interface AdmissionDeps {
   prices: PriceBook;
   auth: Authenticator;
   quota: Quota;
+  /** Asked first: while it cannot keep usage rows, no chat is admitted. */
+  usage: Pick<UsageStore, "available" | "countUnrecorded">;
 }
 
 /** A request that passed every check, holding its share of limits and budget until settled. */
@@ -27,14 +31,21 @@ export interface Admitted {
 
 /**
  * The checks every front door's chat goes through, once, in this order:
- * the key (401), the request's shape (400), the model (404), the rate limits
+ * the usage store (503 usage_store_unavailable: a chat that could not be
+ * billed is not started; such a refusal has no row, it is counted), the key (401), the request's shape (400), the model (404), the rate limits
  * (429 rate_limit_exceeded) and the budget (429 insufficient_quota). What is
  * learnt on the way goes on the request's meter, so a refused request is
  * recorded with as much as is known.
  */
-export function createAdmission({ catalog, prices, auth, quota }: AdmissionDeps) {
+export function createAdmission({ catalog, prices, auth, quota, usage }: AdmissionDeps) {
   return {
     async admit(call: ChatCall, meter: RequestMeter): Promise<Admitted> {
+      if (!usage.available()) {
+        meter.discard();
+        usage.countUnrecorded();
+        throw new GatewayError("usage_store_unavailable",
+          "the gateway cannot record usage right now (its database refuses writes), so it accepts no new chat request; retry later");
+      }
       const principal = call.principal ?? auth.authenticate(call.authorization, "client");
       meter.principal = principal;
       validateChat(call.model, call.body);

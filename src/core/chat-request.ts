@@ -1,5 +1,6 @@
 import { GatewayError } from "../errors.js";
 import type { Principal } from "./auth.js";
+import { validateParams } from "./chat-params.js";
 import type { Protocol } from "./metering.js";
 
 /**
@@ -50,6 +51,23 @@ export function validateChat(model: unknown, body: Record<string, unknown>): voi
     }
     if (!empty && typeof c !== "string" && !Array.isArray(c)) {
       throw new GatewayError("invalid_request", `messages[${i}].content must be a string or an array of content parts`, { param: `messages[${i}].content` });
+    }
+    if (Array.isArray(c)) validateParts(c, i);
+  }
+  validateParams(body);
+}
+
+/** Every part an object with a string `type`, and a text part's text a string: what token estimates and providers read. */
+function validateParts(parts: unknown[], i: number): void {
+  for (let j = 0; j < parts.length; j++) {
+    const p = parts[j] as { type?: unknown; text?: unknown } | null;
+    if (typeof p !== "object" || p === null || Array.isArray(p) || typeof p.type !== "string") {
+      const param = `messages[${i}].content[${j}]`;
+      throw new GatewayError("invalid_request", `${param} must be a content part: an object with a string "type"`, { param });
+    }
+    if (p.type === "text" && typeof p.text !== "string") {
+      const param = `messages[${i}].content[${j}].text`;
+      throw new GatewayError("invalid_request", `${param} must be a string`, { param });
     }
   }
 }

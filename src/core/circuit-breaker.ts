@@ -10,7 +10,7 @@ export interface Breakers {
   success(provider: string): void;
   /** The provider failed in a way another provider might not: count it. */
   failure(provider: string): void;
-  /** The attempt told us nothing (the client cancelled): free a probe slot. */
+  /** The attempt told us nothing (the client cancelled, or the gateway failed before sending): free a probe slot. */
   neutral(provider: string): void;
   /** Milliseconds until an open circuit lets a probe through; 0 otherwise. */
   retryInMs(provider: string): number;

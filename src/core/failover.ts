@@ -73,7 +73,11 @@ export async function withFailover<T>(routes: readonly Route[], clientSignal: Ab
           const err = asGatewayError(e);
           if (controller.signal.aborted) throw stopped(route, err, true);
           if (!err.retryable) {
-            breakers.success(route.provider); // it answered; the request was at fault
+            // An upstream status means it answered and the request was at
+            // fault; without one (our own failure, before any byte was sent)
+            // the attempt says nothing about the provider.
+            if (err.upstreamStatus !== undefined) breakers.success(route.provider);
+            else breakers.neutral(route.provider);
             throw err;
           }
           breakers.failure(route.provider);

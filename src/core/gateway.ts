@@ -63,9 +63,16 @@ export interface Gateway {
   readonly catalog: Catalog;
   readonly prices: PriceBook;
   readonly providers: ProviderSet;
-  /** One JSON answer (aggregated from a stream where the provider requires it). */
+  /**
+   * One JSON answer (aggregated from a stream where the provider requires
+   * it); resolves, or rejects, only once the request's usage row is committed.
+   */
   complete(call: ChatCall): Promise<{ completion: ChatCompletion; outcome: ChatOutcome; rateLimit: RateLimitSnapshot }>;
-  /** Resolves once a provider's first chunk has arrived, so errors before it are still a status. */
+  /**
+   * Resolves once a provider's first chunk has arrived, so errors before it
+   * are still a status (rejecting after the row is committed); iteration
+   * ends, or throws, after the row is committed.
+   */
   stream(call: ChatCall): Promise<ChatStream>;
   /** A client key's principal, for the calls that are not chats (model lists, prices). */
   authenticate(authorization: string | null | undefined): Principal;
@@ -152,17 +159,26 @@ export function createGateway(deps: GatewayDeps): Gateway {
     return { first: await rest.next(), rest };
   };
 
-  /** Wraps an opened upstream stream; its end, however it comes, settles and records the request. */
+  /**
+   * Wraps an opened upstream stream; its end, however it comes, settles and
+   * records the request, and iteration finishes only once the row is
+   * committed, so a front door's final bytes (the usage chunk, [DONE], the
+   * RPC's done message and status) follow it.
+   */
   const chatStream = (call: ChatCall, meter: RequestMeter, admitted: Admitted, route: Route, attempts: number, opened: Opened): ChatStream => {
     let outcome: ChatOutcome | undefined;
     const onEnd = async (end: StreamEnd) => {
       const { tokens, estimated } = await usageOf(end.usage, call, end.text);
-      if (!end.ok) return failed(meter, admitted, end.error, tokens, estimated);
+      if (!end.ok) {
+        failed(meter, admitted, end.error, tokens, estimated);
+        return usage.committed();
+      }
       const cost = account(meter, admitted, "ok", tokens, estimated)!;
       outcome = {
         id: end.id, provider: route.provider, catalogModel: admitted.model, upstreamModel: end.model || route.upstreamId, attempts,
         finishReason: end.finishReason, usage: tokens, rawUsage: end.usage, cost, estimated,
       };
+      await usage.committed();
     };
     const chunks = trackChunks(opened.first, opened.rest, route.client.provider.row.name, () => meter.markFirstByte(), onEnd);
     return {
@@ -191,7 +207,8 @@ export function createGateway(deps: GatewayDeps): Gateway {
   /**
    * One chat request: a meter, admission, then `work`. A failure the work
    * has not already recorded (a stream records its own end) is recorded
-   * here, so every path leaves exactly one usage row.
+   * here, so every path leaves exactly one usage row, and it is thrown only
+   * once the row is committed: commit before answer, on every path.
    */
   const metered = async <T>(call: ChatCall, work: (meter: RequestMeter, entry: { admitted: Admitted; routes: Route[] }) => Promise<T>): Promise<T> => {
     const meter = new RequestMeter(usage, log, call.protocol, call.model);
@@ -202,6 +219,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
       return await work(meter, entry);
     } catch (err) {
       if (!meter.finished) failed(meter, admitted, err);
+      await usage.committed();
       throw err;
     }
   };
@@ -215,9 +233,12 @@ export function createGateway(deps: GatewayDeps): Gateway {
       provider: r.provider, upstreamId: r.upstreamId, state: deps.failover.breakers.state(r.provider),
     })),
     async refused(request, error) {
+      // No room for its row either: counted, like the chats admission turns away.
+      if (!usage.available()) return usage.countUnrecorded();
       const meter = new RequestMeter(usage, log, request.protocol, request.model);
       meter.principal = admission.identify(request.authorization);
       failed(meter, undefined, error);
+      await usage.committed();
     },
 
     complete: (call) => metered(call, async (meter, { admitted, routes }) => {
@@ -242,6 +263,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
       const answer = completion.choices.map((c) => c.message?.content ?? "");
       const { tokens, estimated } = await usageOf(completion.usage ?? undefined, call, answer);
       const cost = account(meter, admitted, "ok", tokens, estimated)!;
+      await usage.committed(); // the answer goes out only once its row is durable
       const outcome: ChatOutcome = {
         id: completion.id, provider: route.provider, catalogModel: model, upstreamModel: completion.model || route.upstreamId, attempts,
         finishReason: completion.choices[0]?.finish_reason ?? "stop", usage: tokens, rawUsage: completion.usage ?? undefined, cost, estimated,

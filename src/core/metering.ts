@@ -49,6 +49,14 @@ export class RequestMeter {
     this.firstByteAt ??= this.now();
   }
 
+  /**
+   * Ends the meter without a row: for a request refused because usage rows
+   * cannot be kept (the store counts those instead).
+   */
+  discard(): void {
+    this.done = true;
+  }
+
   finish(r: MeterResult): void {
     if (this.done) return;
     this.done = true;
@@ -75,6 +83,7 @@ export class RequestMeter {
         errorKind: r.errorKind ?? null,
         estimated: r.estimated ?? false,
         attempts: this.attempts,
+        clamped: u.clamped ?? false,
       });
     } catch (err) {
       this.log.error(`usage record lost: ${err instanceof Error ? err.message : String(err)}`);

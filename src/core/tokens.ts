@@ -24,9 +24,12 @@ export function estimatePromptTokens(body: ChatBody): number {
   return Math.ceil(chars / 3);
 }
 
+/** Completion tokens a request may cost: max_tokens (or the default) for each of its n answers. */
 export function completionReserve(body: ChatBody): number {
   const max = body.max_tokens ?? body.max_completion_tokens;
-  return typeof max === "number" && Number.isInteger(max) && max > 0 ? max : DEFAULT_COMPLETION_RESERVE;
+  const each = typeof max === "number" && Number.isInteger(max) && max > 0 ? max : DEFAULT_COMPLETION_RESERVE;
+  const n = typeof body.n === "number" && Number.isInteger(body.n) && body.n > 1 ? body.n : 1;
+  return each * n;
 }
 
 type Count = (text: string) => number;

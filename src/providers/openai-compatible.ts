@@ -8,8 +8,10 @@ import type {
 import { Agent } from "undici";
 import type { ProviderConfig } from "../config.js";
 import { GatewayError } from "../errors.js";
+import { createRedactor, type Redact } from "./redact.js";
 import { dispatcherFetch } from "./upstream-fetch.js";
 import { classifyUpstreamError, type RetryPolicy } from "./upstream-errors.js";
+import { checkChunk, headerProblem, readCompletion } from "./upstream-wire.js";
 
 /**
  * One OpenAI-compatible upstream, built from a provider row. The `openai`
@@ -29,10 +31,18 @@ const FIRST_BYTE = Symbol("first-byte timeout");
 const IDLE = Symbol("idle timeout");
 const TOTAL = Symbol("total timeout");
 
-export function createUpstreamClient(provider: ProviderConfig, policy: RetryPolicy): UpstreamClient {
+/**
+ * `redact` scrubs upstream text relayed in errors; by default it knows this
+ * provider's own secrets and address, and the provider set passes one that
+ * knows every provider's.
+ */
+export function createUpstreamClient(provider: ProviderConfig, policy: RetryPolicy, redact: Redact = createRedactor([provider])): UpstreamClient {
   // A provider with any configuration problem (no key, no Vertex project, a
-  // bad region or URL) is not loaded, rather than used half-configured.
+  // bad region or URL, a header that cannot be sent) is not loaded, rather
+  // than used half-configured.
   if (provider.problem || !provider.apiKey) throw new Error(provider.problem ?? `${provider.keyVar} is not set`);
+  const badHeader = headerProblem(provider.headers);
+  if (badHeader) throw new Error(`${provider.row.envPrefix}_HEADERS: ${badHeader}`);
   const t = provider.timeouts;
   const pool = new Agent({ connect: { timeout: t.connectMs }, keepAliveTimeout: 30_000, headersTimeout: 0, bodyTimeout: 0 });
   const sdk = new OpenAI({
@@ -71,7 +81,7 @@ export function createUpstreamClient(provider: ProviderConfig, policy: RetryPoli
         if (reason === FIRST_BYTE) throw timeout(`${name} did not answer within ${t.firstByteMs} ms`);
         if (reason === IDLE) throw timeout(`${name} sent nothing for ${t.idleMs} ms`);
         if (reason === TOTAL) throw timeout(`${name} took longer than ${t.totalMs} ms`);
-        throw classifyUpstreamError(err, provider, signal, policy);
+        throw classifyUpstreamError(err, provider, signal, policy, redact);
       },
       done() {
         clearTimeout(total);
@@ -86,12 +96,12 @@ export function createUpstreamClient(provider: ProviderConfig, policy: RetryPoli
     async complete(body, signal) {
       const a = attempt(signal);
       try {
-        const completion = await sdk.chat.completions.create(body, { signal: a.signal });
-        // The SDK hands back whatever a 200 carried (an HTML page becomes a string).
-        if (!Array.isArray((completion as Partial<ChatCompletion> | null)?.choices)) {
-          throw new GatewayError("upstream_error", `${provider.row.name} answered with something that is not a chat completion`, { retryable: true });
-        }
-        return completion;
+        // asResponse() resolves at the headers (and still throws APIError
+        // for a non-2xx), so the first-byte phase ends there; the total
+        // timer bounds reading the body, as it does a stream.
+        const response = await sdk.chat.completions.create(body, { signal: a.signal }).asResponse();
+        a.answered();
+        return await readCompletion(response, provider.row.name, redact);
       } catch (err) {
         return a.fail(err);
       } finally {
@@ -116,7 +126,8 @@ export function createUpstreamClient(provider: ProviderConfig, policy: RetryPoli
         const timer: NodeJS.Timeout = setTimeout(() => (consumerHasIt ? timer.refresh() : a.abort(IDLE)), t.idleMs);
         idle = timer;
         try {
-          for await (const chunk of stream) {
+          for await (const event of stream) {
+            const chunk = checkChunk(event, provider.row.name);
             consumerHasIt = true;
             yield chunk;
             consumerHasIt = false;

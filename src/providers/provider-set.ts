@@ -3,6 +3,7 @@ import type { CatalogModel } from "../core/catalog.js";
 import { GatewayError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { createUpstreamClient, providerNotConfigured, type UpstreamClient } from "./openai-compatible.js";
+import { createRedactor } from "./redact.js";
 
 /** One way to serve a model: a configured provider and its id for the model. */
 export interface Route {
@@ -32,10 +33,12 @@ export interface ProviderSet {
  */
 export function createProviderSet(configs: readonly ProviderConfig[], failover: FailoverConfig, log: Logger): ProviderSet {
   const clients = new Map<string, UpstreamClient>();
+  // One redactor knowing every provider's secrets: an upstream may echo more than its own.
+  const redact = createRedactor(configs);
   for (const config of configs) {
     const logName = config.row.id.replace(/-/g, "_");
     try {
-      clients.set(config.row.id, createUpstreamClient(config, failover));
+      clients.set(config.row.id, createUpstreamClient(config, failover, redact));
       log.info(`✓ Loaded ${logName} provider client`);
     } catch (err) {
       log.warn(`⚠ Failed to load ${logName} provider client: ${err instanceof Error ? err.message : String(err)}`);

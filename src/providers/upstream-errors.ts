@@ -2,6 +2,8 @@ import { ConnectError } from "@connectrpc/connect";
 import OpenAI from "openai";
 import type { ProviderConfig } from "../config.js";
 import { GatewayError, type ErrorKind } from "../errors.js";
+import { isLocal, networkCause } from "./error-origin.js";
+import type { Redact } from "./redact.js";
 
 /** Which upstream statuses are worth another provider, beyond the always-retryable ones. */
 export interface RetryPolicy {
@@ -15,9 +17,17 @@ export interface RetryPolicy {
  * (another provider might succeed). Messages name the provider and the
  * status but never echo headers or keys; a client error (400, 404, 413, 422,
  * a content filter) keeps the upstream's message, since it tells the client
- * what to fix, and is never retried elsewhere.
+ * what to fix, and is never retried elsewhere. Upstream text passes through
+ * `redact` first: an upstream that echoes its request must not hand the
+ * client our key or address.
+ *
+ * Only what the provider did is the provider's: a network outcome, an HTTP
+ * answer, a malformed body. An error raised before any byte left the process
+ * (the SDK failing to serialise the body, an invalid header, a bug of ours)
+ * is `internal`: not retryable, and with no upstream status, so the failover
+ * loop charges nobody's circuit with it.
  */
-export function classifyUpstreamError(err: unknown, provider: ProviderConfig, signal: AbortSignal, policy: RetryPolicy): GatewayError {
+export function classifyUpstreamError(err: unknown, provider: ProviderConfig, signal: AbortSignal, policy: RetryPolicy, redact: Redact): GatewayError {
   if (err instanceof GatewayError) return err;
   const name = provider.row.name;
   if (signal.aborted) return cancelled(signal.reason);
@@ -27,21 +37,31 @@ export function classifyUpstreamError(err: unknown, provider: ProviderConfig, si
     return new GatewayError("upstream_timeout", `could not connect to ${name} within ${provider.timeouts.connectMs} ms`, { cause: err, retryable: true });
   }
   if (err instanceof OpenAI.APIConnectionError) {
-    const code = networkCause(err);
+    // The SDK wraps whatever its fetch threw, our own argument errors included.
+    if (isLocal(err.cause)) return internal(err);
+    const code = networkCause(err) ?? "network error";
     const kind: ErrorKind = code === "UND_ERR_CONNECT_TIMEOUT" ? "upstream_timeout" : "upstream_error";
     return new GatewayError(kind, `could not reach ${name}: ${code}`, { cause: err, retryable: true });
   }
   if (err instanceof OpenAI.APIError) {
     if (err.status === undefined) {
       // An error event inside a stream that had already started.
-      return new GatewayError("upstream_error", `${name} failed mid-stream: ${upstreamMessage(err)}`, { cause: err, retryable: true });
+      return new GatewayError("upstream_error", `${name} failed mid-stream: ${upstreamMessage(err.error, redact)}`, { cause: err, retryable: true });
     }
-    return fromStatus(err, name, policy);
+    return fromStatus(err, name, policy, redact);
   }
+  // JSON.stringify never throws one: only parsing what the upstream sent does.
   if (err instanceof SyntaxError) {
     return new GatewayError("upstream_error", `${name} sent a malformed stream event`, { cause: err, retryable: true });
   }
-  return new GatewayError("upstream_error", `connection to ${name} failed: ${networkCause(err)}`, { cause: err, retryable: true });
+  const code = isLocal(err) ? undefined : networkCause(err);
+  if (code === undefined) return internal(err);
+  return new GatewayError("upstream_error", `connection to ${name} failed: ${code}`, { cause: err, retryable: true });
+}
+
+/** The gateway's own failure: a fixed message (the cause may hold anything) and the cause kept for the log. */
+function internal(cause: unknown): GatewayError {
+  return new GatewayError("internal", "internal error", { cause });
 }
 
 const CLIENT_FAULT: Readonly<Record<number, ErrorKind>> = {
@@ -51,11 +71,11 @@ const CLIENT_FAULT: Readonly<Record<number, ErrorKind>> = {
   422: "invalid_request",
 };
 
-function fromStatus(err: InstanceType<typeof OpenAI.APIError>, name: string, policy: RetryPolicy): GatewayError {
+function fromStatus(err: InstanceType<typeof OpenAI.APIError>, name: string, policy: RetryPolicy, redact: Redact): GatewayError {
   const status = err.status!;
   const opts = { upstreamStatus: status, cause: err, retryAfterMs: retryAfterMs(err.headers) };
   const kind = CLIENT_FAULT[status];
-  if (kind) return new GatewayError(kind, `${name} rejected the request (${status}): ${upstreamMessage(err)}`, opts);
+  if (kind) return new GatewayError(kind, `${name} rejected the request (${status}): ${upstreamMessage(err.error, redact)}`, opts);
   if (status === 401 || status === 403) {
     // Our provider key, not the client's: another provider may well work.
     return new GatewayError("upstream_error", `${name} rejected the gateway's credentials (${status})`, { ...opts, retryable: true });
@@ -83,21 +103,10 @@ function retryAfterMs(headers: Headers | undefined): number | undefined {
   return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
 }
 
-function upstreamMessage(err: InstanceType<typeof OpenAI.APIError>): string {
-  const body = err.error as { message?: unknown } | undefined;
-  const text = typeof body?.message === "string" ? body.message : "no message";
-  return text.trim().slice(0, 500);
-}
-
-/** The system or undici error code (ECONNREFUSED, ENOTFOUND, UND_ERR_CONNECT_TIMEOUT...) behind a fetch failure. */
-function networkCause(err: unknown): string {
-  for (let e: unknown = err, depth = 0; e && depth < 6; depth++) {
-    const code = (e as { code?: unknown }).code;
-    if (code === "UND_ERR_SOCKET") return "connection closed";
-    if (typeof code === "string" && /^(E[A-Z_]+|UND_ERR_[A-Z_]+)$/.test(code)) return code;
-    e = (e as { cause?: unknown }).cause;
-  }
-  return err instanceof Error && err.message === "terminated" ? "connection closed" : "network error";
+/** The upstream's own words from an error body, redacted before it is cut, so no secret is left half-shown. */
+export function upstreamMessage(error: unknown, redact: Redact): string {
+  const text = typeof (error as { message?: unknown } | null | undefined)?.message === "string" ? (error as { message: string }).message : "no message";
+  return redact(text).trim().slice(0, 500);
 }
 
 /** The client went away or its deadline passed; keep Connect's own reason. */

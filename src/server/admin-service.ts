@@ -3,6 +3,7 @@ import { AdminService } from "../../gen/gatewayz/v1/admin_pb.js";
 import type { Accounts } from "../core/accounts.js";
 import type { Authenticator } from "../core/auth.js";
 import { asGatewayError } from "../errors.js";
+import { storageErrorOf } from "../storage/sqlite-errors.js";
 import { budgetOf, groupOf, keyInfoOf, limitChanges, limitsOf, msOf, targetOf, usageRowsOf } from "./admin-proto.js";
 
 export interface AdminServiceDeps {
@@ -73,7 +74,9 @@ export function registerAdminService(router: ConnectRouter, deps: AdminServiceDe
 
 /**
  * Wraps a handler: authenticate the admin key first, and let only
- * GatewayErrors out, so internals (SQL, paths) never reach the client.
+ * GatewayErrors out, so internals (SQL, paths) never reach the client; a
+ * database that refuses writes (disk full, read-only) is said so, as
+ * storage_unavailable with SQLite's reason and code.
  */
 function guard(deps: AdminServiceDeps) {
   return <I, O>(handle: (req: I) => O) => (req: I, ctx: HandlerContext): O => {
@@ -81,7 +84,7 @@ function guard(deps: AdminServiceDeps) {
       deps.auth.authenticate(ctx.requestHeader.get("authorization"), "admin");
       return handle(req);
     } catch (err) {
-      throw asGatewayError(err);
+      throw storageErrorOf(err) ?? asGatewayError(err);
     }
   };
 }

@@ -1,5 +1,5 @@
 import { create } from "@bufbuild/protobuf";
-import type { ConnectRouter, HandlerContext, Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, type ConnectRouter, type HandlerContext, type Interceptor } from "@connectrpc/connect";
 import {
   GatewayService,
   ListModelsResponseSchema,
@@ -11,8 +11,9 @@ import type { Gateway } from "../core/gateway.js";
 import { rateLimitHeaders } from "../core/limiter.js";
 import type { Protocol } from "../core/metering.js";
 import { formatPricePerMillion } from "../core/money.js";
-import { asGatewayError } from "../errors.js";
+import { asGatewayError, GatewayError } from "../errors.js";
 import type { Logger } from "../log.js";
+import { principalKey } from "./context.js";
 import { logFailure } from "./failure-log.js";
 import { chatBodyFromProto, deltaFromChunk, doneFromOutcome } from "./proto-chat.js";
 
@@ -30,7 +31,8 @@ export function registerGatewayService(router: ConnectRouter, gateway: Gateway, 
           await gateway.refused({ protocol, model: req.model, authorization }, err);
           throw err;
         }
-        const stream = await gateway.stream({ model: req.model, body, signal: ctx.signal, authorization, protocol });
+        const principal = ctx.values.get(principalKey);
+        const stream = await gateway.stream({ model: req.model, body, signal: ctx.signal, authorization, principal, protocol });
         for (const [name, value] of Object.entries(rateLimitHeaders(stream.rateLimit))) ctx.responseHeader.set(name, value);
         ctx.responseHeader.set("x-gatewayz-provider", stream.provider);
         ctx.responseHeader.set("x-gatewayz-attempts", String(stream.attempts));
@@ -46,7 +48,7 @@ export function registerGatewayService(router: ConnectRouter, gateway: Gateway, 
     },
 
     listModels(req, ctx) {
-      gateway.authenticate(ctx.requestHeader.get("authorization"));
+      if (!ctx.values.get(principalKey)) gateway.authenticate(ctx.requestHeader.get("authorization"));
       const models = gateway.catalog.models
         .filter((m) => !req.provider || m.provider === req.provider)
         .map((m) => ({
@@ -58,7 +60,7 @@ export function registerGatewayService(router: ConnectRouter, gateway: Gateway, 
     },
 
     getPricing(req, ctx) {
-      gateway.authenticate(ctx.requestHeader.get("authorization"));
+      if (!ctx.values.get(principalKey)) gateway.authenticate(ctx.requestHeader.get("authorization"));
       const models = req.model ? [gateway.catalog.resolve(req.model).model] : gateway.catalog.models;
       const prices = models.map((m) => {
         const p = gateway.prices.priceOf(m);
@@ -76,10 +78,13 @@ export function registerGatewayService(router: ConnectRouter, gateway: Gateway, 
 
 /**
  * A Chat the RPC framework refuses before the service runs (an undecodable
- * or oversized message, an unknown JSON field) still gets its usage record.
- * For a server-streaming method the request is parsed inside `next`, while
- * the service's own code only runs once the response is iterated, so an
- * error from `next` means the service never saw the request.
+ * or oversized message, an unknown JSON field) still gets its usage record,
+ * with its true kind: Connect reports an oversized message as
+ * RESOURCE_EXHAUSTED and an undecodable one as INTERNAL, which would read as
+ * a rate limit and a bug. For a server-streaming method the request is
+ * parsed inside `next`, while the service's own code only runs once the
+ * response is iterated, so an error from `next` means the service never saw
+ * the request.
  */
 export function meterRefusedChats(gateway: Gateway): Interceptor {
   return (next) => async (req) => {
@@ -87,11 +92,25 @@ export function meterRefusedChats(gateway: Gateway): Interceptor {
     try {
       return await next(req);
     } catch (err) {
+      const refusal = frameworkRefusal(err);
       const authorization = req.header.get("authorization");
-      await gateway.refused({ protocol: protocolOf(req.header.get("content-type")), model: "", authorization }, err);
-      throw err;
+      await gateway.refused({ protocol: protocolOf(req.header.get("content-type")), model: "", authorization }, refusal);
+      throw refusal;
     }
   };
+}
+
+function frameworkRefusal(err: unknown): GatewayError {
+  if (err instanceof GatewayError) return err;
+  const e = asGatewayError(err);
+  const kind = e.code === Code.ResourceExhausted ? "payload_too_large" : e.code === Code.Canceled || e.code === Code.DeadlineExceeded ? e.kind : "invalid_request";
+  const message = kind === "invalid_request" && e.kind === "internal" ? rawMessageOf(err) : e.rawMessage;
+  return new GatewayError(kind, message, { cause: err });
+}
+
+/** Connect's own message for a request it could not decode ("parse binary: ..."): it names no secret. */
+function rawMessageOf(err: unknown): string {
+  return err instanceof ConnectError ? err.rawMessage : "the request message could not be decoded";
 }
 
 function protocolOf(contentType: string | null): Protocol {

@@ -14,6 +14,8 @@ import {
 export interface HealthServer {
   register(router: ConnectRouter): void;
   setStatus(service: string, status: "SERVING" | "NOT_SERVING"): void;
+  /** The server as a whole and every service at once (readiness changed). */
+  setAll(status: "SERVING" | "NOT_SERVING"): void;
 }
 
 /** `services` start SERVING, as does "" (the server as a whole). */
@@ -82,5 +84,9 @@ export function createHealth(services: string[]): HealthServer {
     });
   };
 
-  return { register, setStatus };
+  const setAll = (status: "SERVING" | "NOT_SERVING"): void => {
+    for (const service of [...statuses.keys()]) setStatus(service, status);
+  };
+
+  return { register, setStatus, setAll };
 }

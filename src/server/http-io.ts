@@ -1,31 +1,46 @@
 import type http from "node:http";
+import http2 from "node:http2";
 import type { connectNodeAdapter } from "@connectrpc/connect-node";
 import { GatewayError, toOpenAIError } from "../errors.js";
+import { exceedsDepth } from "./json-depth.js";
 
 /** HTTP/1 or HTTP/2 request and response, as Connect's Node adapter types them. */
 type NodeHandler = NonNullable<Parameters<typeof connectNodeAdapter>[0]["fallback"]>;
 export type Req = Parameters<NodeHandler>[0];
 export type Res = Parameters<NodeHandler>[1];
 
+export interface BodyLimits {
+  readonly maxBodyBytes: number;
+  readonly maxJsonDepth: number;
+}
+
 /**
  * Reads a JSON request body, refusing before reading on when it is too
- * large (413), not JSON by content type (415) or not valid JSON (400).
+ * large (413) or not JSON by content type (415), and before parsing when it
+ * nests deeper than the limit or is not valid JSON (400).
  */
-export async function readJsonBody(req: Req, maxBytes: number): Promise<unknown> {
+export async function readJsonBody(req: Req, limits: BodyLimits): Promise<unknown> {
   const type = req.headers["content-type"];
   if (type !== undefined && !/^application\/json\s*(;|$)/i.test(type)) {
     throw new GatewayError("unsupported_media_type", `Content-Type must be application/json, got ${type.slice(0, 100)}`);
   }
   const declared = Number(req.headers["content-length"] ?? 0);
-  if (declared > maxBytes) throw tooLarge(maxBytes);
+  if (declared > limits.maxBodyBytes) throw tooLarge(limits.maxBodyBytes);
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req as AsyncIterable<Buffer>) {
     size += chunk.length;
-    if (size > maxBytes) throw tooLarge(maxBytes);
+    if (size > limits.maxBodyBytes) throw tooLarge(limits.maxBodyBytes);
     chunks.push(chunk);
   }
-  const text = chunks.length === 1 ? chunks[0]!.toString("utf8") : Buffer.concat(chunks).toString("utf8");
+  const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+  // JSON.parse copes with any depth, but whatever walks the value next (the
+  // upstream client serialising it) recurses: a deep body would fail there,
+  // inside the provider call, and look like the provider's fault.
+  if (exceedsDepth(body, limits.maxJsonDepth)) {
+    throw new GatewayError("invalid_request", `the request body nests arrays and objects deeper than ${limits.maxJsonDepth} levels (MAX_JSON_DEPTH)`);
+  }
+  const text = body.toString("utf8");
   if (text.trim() === "") throw new GatewayError("invalid_request", "the request body is empty; send a JSON object");
   try {
     return JSON.parse(text);
@@ -35,7 +50,7 @@ export async function readJsonBody(req: Req, maxBytes: number): Promise<unknown>
 }
 
 function tooLarge(maxBytes: number): GatewayError {
-  return new GatewayError("payload_too_large", `the request body is larger than ${maxBytes} bytes`);
+  return new GatewayError("payload_too_large", `the request body is larger than ${maxBytes} bytes (MAX_BODY_BYTES)`);
 }
 
 export function sendJson(res: Res, status: number, body: unknown, headers: Record<string, string> = {}): void {
@@ -54,8 +69,38 @@ export function sendError(res: Res, err: unknown): void {
     res.end();
     return;
   }
-  // The client may still be sending a body we refused: close an HTTP/1
-  // connection after answering (HTTP/2 forbids the header; the stream ends alone).
-  const http1 = !("stream" in res);
-  sendJson(res, status, body, status === 413 && http1 ? { ...headers, connection: "close" } : headers);
+  sendJson(res, status, body, headers);
+}
+
+/** How long an HTTP/1 client refused before its body was read may go on sending it. */
+const LINGER_MS = 2_000;
+
+/**
+ * After answering a request whose body was not read (refused from its
+ * headers, or declared too large), stop the client sending it without
+ * cutting the answer off. HTTP/2: reset the stream with NO_ERROR once the
+ * answer is out (RFC 9113 §8.1). HTTP/1: Node discards the rest of the body
+ * on its own, so the connection stays usable and the client reads its answer
+ * instead of an EPIPE; a body still not in LINGER_MS after the answer closes
+ * the connection (a lingering close, bounded in time).
+ */
+export function stopUnreadBody(req: Req, res: Res): void {
+  if ("stream" in req) {
+    const stream = req.stream;
+    res.once("finish", () => {
+      if (!stream.closed && !stream.readableEnded) stream.close(http2.constants.NGHTTP2_NO_ERROR);
+    });
+    return;
+  }
+  const socket = req.socket;
+  res.once("finish", () => {
+    if (req.complete) return;
+    // A body read part-way is not discarded by Node (it only dumps bodies
+    // nobody touched): flow the rest into the void, so the next request on
+    // this connection is parsed from the right byte.
+    req.resume();
+    const timer = setTimeout(() => { if (!req.complete) socket.destroy(); }, LINGER_MS);
+    socket.once("close", () => clearTimeout(timer));
+    req.once("end", () => clearTimeout(timer));
+  });
 }

@@ -1,6 +1,9 @@
 import http from "node:http";
 import http2 from "node:http2";
 import net, { type AddressInfo } from "node:net";
+import type { ServerLimits } from "../config.js";
+import { watchSessions } from "./h2-sessions.js";
+import type { Req } from "./http-io.js";
 
 export type RequestHandler = (
   req: http.IncomingMessage | http2.Http2ServerRequest,
@@ -9,6 +12,20 @@ export type RequestHandler = (
 
 export interface Listener {
   listen(port: number, host: string): Promise<AddressInfo>;
+  /**
+   * The start of a drain: the port stops accepting, HTTP/2 sessions get
+   * GOAWAY (their open streams run on), idle HTTP/1 connections close, and
+   * from now on every HTTP/1 answer closes its connection.
+   */
+  stopAccepting(): void;
+  readonly draining: boolean;
+  /** Closes HTTP/1 connections with no request in progress (called as answers end during a drain). */
+  closeIdle(): void;
+  /** Whether the request came on a connection over MAX_CONNECTIONS: it is answered with a refusal. */
+  overCapacity(req: Req): boolean;
+  /** Open client connections. */
+  readonly connections: number;
+  /** Destroys every connection left. */
   close(): Promise<void>;
 }
 
@@ -16,26 +33,55 @@ export interface Listener {
 const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 // Four bytes separate "PRI " from every HTTP/1 method ("P" also starts POST, PUT, PATCH).
 const SNIFF_BYTES = 4;
-const FIRST_BYTE_TIMEOUT_MS = 10_000;
+/** Connections past the cap are refused politely, up to this many at once; beyond, they are cut at once. */
+const REFUSAL_SLOTS = 64;
+/** A refused connection gets this long to send the request its refusal answers. */
+const REFUSAL_MS = 2_000;
 
 /**
  * One TCP port for HTTP/1.1 and cleartext HTTP/2. Node 20's
  * `http2.createServer({ allowHTTP1 })` falls back to HTTP/1 only under TLS,
  * so each connection's first bytes are read here, put back, and the socket is
  * handed to the HTTP/2 or the HTTP/1 server; both run the same handler.
+ *
+ * Every phase a client controls is bounded (config `server`): the first
+ * bytes and the headers (HEADERS_TIMEOUT_MS), the whole request
+ * (REQUEST_TIMEOUT_MS), an idle keep-alive connection (KEEP_ALIVE_TIMEOUT_MS),
+ * an idle HTTP/2 session (HTTP2_IDLE_TIMEOUT_MS), and the number of open
+ * connections (MAX_CONNECTIONS, past which a connection gets a refusal in its
+ * own protocol and is closed).
  */
-export function createListener(handler: RequestHandler): Listener {
-  const h1 = http.createServer(handler as http.RequestListener);
-  h1.keepAliveTimeout = 65_000; // outlive common client pools' idle timeouts
-  const h2 = http2.createServer({}, handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
+export function createListener(handler: RequestHandler, limits: ServerLimits): Listener {
+  const headersTimeout = Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs);
+  const h1 = http.createServer({
+    headersTimeout, requestTimeout: limits.requestTimeoutMs, keepAliveTimeout: limits.keepAliveTimeoutMs,
+    // Node checks the two timeouts above on this interval; its 30 s default would let a slow client run 30 s over.
+    connectionsCheckingInterval: Math.min(1_000, headersTimeout),
+  }, handler as http.RequestListener);
+  const h2 = http2.createServer({ settings: { maxConcurrentStreams: limits.http2MaxStreams } },
+    handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
   const sockets = new Set<net.Socket>();
-  const sessions = new Set<http2.ServerHttp2Session>();
-  h2.on("session", (s) => { sessions.add(s); s.once("close", () => sessions.delete(s)); });
+  const refused = new WeakSet<object>();
+  let refuseNextSession = false;
+  const sessions = watchSessions(h2, limits, (session) => {
+    if (!refuseNextSession) return;
+    refuseNextSession = false;
+    refused.add(session);
+  });
+  let draining = false;
 
   const tcp = net.createServer({ noDelay: true }, (socket) => {
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
-    socket.setTimeout(FIRST_BYTE_TIMEOUT_MS, () => socket.destroy());
+    socket.on("error", () => socket.destroy());
+    if (draining || sockets.size > limits.maxConnections + REFUSAL_SLOTS) {
+      socket.destroy();
+      return;
+    }
+    const refuse = sockets.size > limits.maxConnections;
+    // Until the first bytes arrive, the socket is ours to time out; the
+    // servers take over once it is handed to them.
+    socket.setTimeout(refuse ? REFUSAL_MS : headersTimeout, () => socket.destroy());
     let head: Buffer = Buffer.alloc(0);
     const onData = (data: Buffer) => {
       head = head.length ? Buffer.concat([head, data]) : data;
@@ -44,12 +90,21 @@ export function createListener(handler: RequestHandler): Listener {
       if (isH2 && head.length < SNIFF_BYTES) return; // not enough to tell yet
       socket.removeListener("data", onData);
       socket.pause();
-      socket.setTimeout(0);
       socket.unshift(head);
+      if (refuse) {
+        // The refusal is an answer in the client's own protocol (a 503, or
+        // UNAVAILABLE), so it needs the request; the timer still bounds it.
+        socket.setTimeout(REFUSAL_MS, () => socket.destroy());
+      } else {
+        socket.setTimeout(0);
+      }
       if (isH2) {
+        refuseNextSession = refuse;
         // http2 reads the paused stream itself; resuming here would lose the preface.
         h2.emit("connection", socket);
+        refuseNextSession = false;
       } else {
+        if (refuse) refused.add(socket);
         // The HTTP/1 parser reads the socket's handle directly once attached;
         // resuming delivers the bytes we put back through its data listener.
         h1.emit("connection", socket);
@@ -57,7 +112,6 @@ export function createListener(handler: RequestHandler): Listener {
       }
     };
     socket.on("data", onData);
-    socket.on("error", () => socket.destroy());
   });
 
   return {
@@ -66,17 +120,38 @@ export function createListener(handler: RequestHandler): Listener {
         tcp.once("error", reject);
         tcp.listen(port, host, () => {
           tcp.removeListener("error", reject);
+          // The HTTP/1 server never listens itself (it is handed sockets), and
+          // Node starts enforcing headersTimeout and requestTimeout only on its
+          // 'listening' event: without this, neither would ever fire.
+          h1.emit("listening");
           resolve(tcp.address() as AddressInfo);
         });
       });
     },
-    async close() {
-      const closed = new Promise<void>((resolve) => tcp.close(() => resolve()));
-      for (const s of sessions) s.close();
+    stopAccepting() {
+      if (draining) return;
+      draining = true;
+      tcp.close();
+      sessions.closeAll();
       h1.closeIdleConnections();
-      // In-flight requests get a moment to finish; then every socket goes.
-      await new Promise((r) => setTimeout(r, 50));
+    },
+    get draining() {
+      return draining;
+    },
+    closeIdle: () => h1.closeIdleConnections(),
+    overCapacity(req) {
+      return "stream" in req ? refused.has(req.stream.session ?? req) : refused.has(req.socket);
+    },
+    get connections() {
+      return sockets.size;
+    },
+    async close() {
+      const closed = new Promise<void>((resolve) => (tcp.listening ? tcp.close(() => resolve()) : resolve()));
+      draining = true;
+      sessions.destroyAll();
       for (const s of sockets) s.destroy();
+      // Stops Node's timeout checks for the HTTP/1 server; it was never listening, so ignore that complaint.
+      h1.close(() => {});
       await closed;
     },
   };

@@ -1,4 +1,5 @@
 import type { ChatCompletionChunk } from "openai/resources/chat/completions";
+import type { Principal } from "../core/auth.js";
 import type { ChatBody, ChatCall } from "../core/chat-request.js";
 import type { CatalogModel } from "../core/catalog.js";
 import type { Gateway } from "../core/gateway.js";
@@ -7,19 +8,34 @@ import { formatPricePerMillion } from "../core/money.js";
 import { GatewayError, toOpenAIError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { logFailure } from "./failure-log.js";
-import { readJsonBody, sendError, sendJson, type Req, type Res } from "./http-io.js";
+import type { AuthGate } from "./auth-gate.js";
+import { readJsonBody, sendError, sendJson, stopUnreadBody, type BodyLimits, type Req, type Res } from "./http-io.js";
+import type { RequestScope } from "./requests.js";
 import { SseWriter } from "./sse.js";
 
 // OpenAI's `created` for a model is when it was published; ours is when the
 // catalog format began, constant so clients can cache the list.
 const CATALOG_CREATED = 1735689600;
 
+export interface ShimOptions extends BodyLimits {
+  readonly sendTimeoutMs: number;
+}
+
+interface Door {
+  gateway: Gateway;
+  gate: AuthGate;
+  options: ShimOptions;
+  log: Logger;
+}
+
 /**
  * The OpenAI-compatible front door: `/v1/chat/completions` and `/v1/models`,
- * so the official SDKs work with only `baseURL` changed. It parses, calls the
- * same core as the RPC service, and renders OpenAI's wire shapes.
+ * so the official SDKs work with only `baseURL` changed. It checks the key
+ * from the headers, parses, calls the same core as the RPC service, and
+ * renders OpenAI's wire shapes.
  */
-export function createOpenAIShim(gateway: Gateway, maxBodyBytes: number, log: Logger): (req: Req, res: Res) => void {
+export function createOpenAIShim(gateway: Gateway, gate: AuthGate, options: ShimOptions, log: Logger): (req: Req, res: Res, scope: RequestScope) => Promise<void> {
+  const door: Door = { gateway, gate, options, log };
   const models = (res: Res, id: string) => {
     if (!id) {
       sendJson(res, 200, { object: "list", data: gateway.catalog.models.map((m) => modelJson(gateway, m)) });
@@ -30,23 +46,27 @@ export function createOpenAIShim(gateway: Gateway, maxBodyBytes: number, log: Lo
     sendJson(res, 200, modelJson(gateway, model));
   };
 
-  return (req, res) => {
+  return (req, res, scope) => {
     const path = (req.url ?? "/").split("?", 1)[0]!;
+    let bodyRead = false;
     const run = async () => {
       if (path === "/v1/chat/completions") {
         allow(req, "POST");
-        await chatCompletions(gateway, req, res, maxBodyBytes, log);
+        const principal = gate.check(req, "client");
+        bodyRead = true;
+        await chatCompletions(door, req, res, scope, principal);
       } else if (path === "/v1/models" || path.startsWith("/v1/models/")) {
         allow(req, "GET");
-        gateway.authenticate(req.headers.authorization);
+        gate.check(req, "client");
         models(res, modelIdFromPath(path));
       } else {
         throw new GatewayError("not_found", `Unknown request URL: ${req.method} ${path}`);
       }
     };
-    run().catch((err) => {
+    return run().catch((err) => {
       logFailure(log, `${req.method} ${path}`, err);
-      sendError(res, err);
+      if (!bodyRead) stopUnreadBody(req, res);
+      if (!res.writableEnded && !(res as { destroyed?: boolean }).destroyed) sendError(res, err);
     });
   };
 }
@@ -66,20 +86,18 @@ function allow(req: Req, method: string): void {
   }
 }
 
-async function chatCompletions(gateway: Gateway, req: Req, res: Res, maxBodyBytes: number, log: Logger): Promise<void> {
-  // A client that goes away aborts the upstream request at once.
-  const controller = new AbortController();
-  res.once("close", () => {
-    if (!res.writableEnded) controller.abort(new GatewayError("cancelled", "the client closed the connection"));
-  });
-
+async function chatCompletions({ gateway, options, log }: Door, req: Req, res: Res, scope: RequestScope, principal: Principal): Promise<void> {
   const authorization = req.headers.authorization;
   let model: unknown;
   let call: ChatCall;
   let streamOptions: unknown;
   let stream: unknown;
   try {
-    const raw = await readJsonBody(req, maxBodyBytes);
+    const raw = await readJsonBody(req, options).catch((err: unknown) => {
+      // Refused before the whole body was read (declared too large): the client may still be sending it.
+      if (!req.complete) stopUnreadBody(req, res);
+      throw err;
+    });
     if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
       throw new GatewayError("invalid_request", "the request body must be a JSON object");
     }
@@ -91,7 +109,8 @@ async function chatCompletions(gateway: Gateway, req: Req, res: Res, maxBodyByte
     if (model !== undefined && typeof model !== "string") {
       throw new GatewayError("invalid_request", "model must be a string such as 'qwen-plus'", { param: "model" });
     }
-    call = { model: model ?? "", body: rest as ChatBody, signal: controller.signal, authorization, protocol: "openai" };
+    // The scope's signal aborts when the client goes away, stalls, or a drain runs out: the upstream call stops at once.
+    call = { model: model ?? "", body: rest as ChatBody, signal: scope.signal, authorization, principal, protocol: "openai" };
   } catch (err) {
     // Refused before the core saw it: still one usage record.
     await gateway.refused({ protocol: "openai", model: typeof model === "string" ? model : "", authorization }, err);
@@ -109,7 +128,7 @@ async function chatCompletions(gateway: Gateway, req: Req, res: Res, maxBodyByte
 
   const includeUsage = (streamOptions as { include_usage?: unknown } | undefined)?.include_usage === true;
   const chat = await gateway.stream(call);
-  const sse = new SseWriter(res);
+  const sse = new SseWriter(res, scope, options.sendTimeoutMs);
   sse.open({
     ...rateLimitHeaders(chat.rateLimit), "x-gatewayz-provider": chat.provider, "x-gatewayz-model": chat.upstreamModel,
     "x-gatewayz-attempts": String(chat.attempts),
@@ -121,7 +140,8 @@ async function chatCompletions(gateway: Gateway, req: Req, res: Res, maxBodyByte
       // ask must not see it, exactly as with OpenAI.
       if (!includeUsage) delete (chunk as { usage?: unknown }).usage;
       last = chunk;
-      await sse.send(chunk);
+      const wait = sse.send(chunk);
+      if (wait) await wait;
     }
     if (includeUsage && last) {
       const { rawUsage } = chat.outcome();

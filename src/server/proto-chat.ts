@@ -100,14 +100,30 @@ export function deltaFromChunk(chunk: ChatCompletionChunk): ChatResponse | undef
   return create(ChatResponseSchema, { event: { case: "delta", value: { content, reasoningContent, toolCalls } } });
 }
 
+const UINT32_MAX = 0xffff_ffff;
+
+/**
+ * A count as the proto's uint32 can carry it. Core usage is already clamped
+ * far below this (core/usage.ts); this keeps a `done` message encodable
+ * whatever a count is, since one that failed to encode would end an already
+ * billed stream with INTERNAL.
+ */
+function uint32(n: number): number {
+  return Number.isFinite(n) && n > 0 ? Math.min(Math.floor(n), UINT32_MAX) : 0;
+}
+
 export function doneFromOutcome(o: ChatOutcome): ChatResponse {
+  const u = o.usage;
   return create(ChatResponseSchema, {
     event: {
       case: "done",
       value: {
         id: o.id,
         finishReason: o.finishReason,
-        usage: { ...o.usage },
+        usage: {
+          promptTokens: uint32(u.promptTokens), completionTokens: uint32(u.completionTokens), totalTokens: uint32(u.totalTokens),
+          cachedTokens: uint32(u.cachedTokens), reasoningTokens: uint32(u.reasoningTokens),
+        },
         cost: { promptUsd: o.cost.promptUsd, completionUsd: o.cost.completionUsd, totalUsd: o.cost.totalUsd },
         model: o.upstreamModel,
         provider: o.provider,

@@ -1,5 +1,7 @@
 import type http from "node:http";
 import type { Res } from "./http-io.js";
+import type { RequestScope } from "./requests.js";
+import { endIfOpen, sendChunk } from "./send.js";
 
 /**
  * Server-sent events as OpenAI frames them: `data: <json>\n\n` per event,
@@ -9,7 +11,7 @@ import type { Res } from "./http-io.js";
 export class SseWriter {
   // HTTP/1 and HTTP/2 responses share these methods; their typings don't unify.
   private readonly res: http.ServerResponse;
-  constructor(res: Res) {
+  constructor(res: Res, private readonly scope: RequestScope, private readonly sendTimeoutMs: number) {
     this.res = res as http.ServerResponse;
   }
 
@@ -22,26 +24,17 @@ export class SseWriter {
     });
   }
 
-  /** Writes one event; waits when the client reads slower than we write. */
-  async send(data: unknown): Promise<void> {
-    if (!this.res.write(`data: ${JSON.stringify(data)}\n\n`)) await this.drained();
+  /** Writes one event; waits while the client reads slower than we write, and throws once it has gone. */
+  send(data: unknown): Promise<void> | void {
+    return sendChunk(this.res, `data: ${JSON.stringify(data)}\n\n`, this.scope, this.sendTimeoutMs);
   }
 
   done(): void {
-    this.res.end("data: [DONE]\n\n");
+    endIfOpen(this.res, "data: [DONE]\n\n");
   }
 
   /** Ends the stream without [DONE], so the client cannot mistake it for complete. */
   fail(errorBody: unknown): void {
-    if (this.res.writableEnded) return;
-    this.res.end(`data: ${JSON.stringify(errorBody)}\n\n`);
-  }
-
-  private drained(): Promise<void> {
-    return new Promise((resolve) => {
-      const done = () => { this.res.off("drain", done); this.res.off("close", done); resolve(); };
-      this.res.on("drain", done);
-      this.res.on("close", done);
-    });
+    endIfOpen(this.res, `data: ${JSON.stringify(errorBody)}\n\n`);
   }
 }

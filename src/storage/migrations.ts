@@ -70,4 +70,9 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE usage ADD COLUMN estimated INTEGER NOT NULL DEFAULT 0;
   ALTER TABLE usage ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1;
   `,
+  // 3: a flag on usage rows whose upstream-reported token counts were out of
+  // range and clamped (src/core/usage.ts), so they can be found and checked.
+  `
+  ALTER TABLE usage ADD COLUMN usage_clamped INTEGER NOT NULL DEFAULT 0;
+  `,
 ];

@@ -1,4 +1,9 @@
+import type { Logger } from "../log.js";
 import type { Db } from "./db.js";
+import { createRetryBuffer, type UsageHealth } from "./usage-buffer.js";
+import { createUsageWriter, type LostRows } from "./usage-writer.js";
+
+export type { UsageHealth } from "./usage-buffer.js";
 
 /** One row per request, whatever happened to it. */
 export interface UsageRecord {
@@ -23,6 +28,8 @@ export interface UsageRecord {
   /** Token counts came from our tokenizer, not from the provider. */
   estimated: boolean;
   attempts: number;
+  /** The upstream reported counts out of range, and they were clamped (core/usage.ts). */
+  clamped?: boolean;
 }
 
 export type UsageGroup = "key" | "user" | "model" | "day";
@@ -39,18 +46,45 @@ export interface UsageSummaryRow {
 export interface UsageStore {
   /** Queues the row; it is committed with the others of this event-loop turn (see createUsageStore). */
   insert(r: UsageRecord): void;
-  /** Commits the queued rows now. Reads flush first, so they always see every row. */
+  /**
+   * Resolves once every row inserted so far is committed, or held in the
+   * retry buffer because the database refuses writes: what a request awaits
+   * before its answer goes out. At most the end of this event-loop turn.
+   */
+  committed(): Promise<void>;
+  /** Commits the queued rows now. Reads flush first, so they see every row the database accepted. */
   flush(): void;
+  /**
+   * Grouped totals of committed rows (rows held while the database refuses
+   * writes are not in them until it accepts them).
+   */
   summary(by: UsageGroup, filter?: { since?: number; until?: number; userId?: string; keyId?: string }): UsageSummaryRow[];
-  /** Total cost of a key's or a user's requests since `since` (ms). */
+  /** Total cost of a key's or a user's requests since `since` (ms), rows held in the retry buffer included. */
   spent(scope: "key" | "user", subject: string, since: number): bigint;
+  /** Committed rows. */
   count(): number;
+  /** False while the retry buffer is full: no new chat may start (admission refuses with usage_store_unavailable). */
+  available(): boolean;
+  /** Calls `listener` each time available() changes; returns the unsubscribe function. */
+  onAvailabilityChange(listener: (available: boolean) => void): () => void;
+  health(): UsageHealth;
+  /** Counts a request turned away without a row because the store is unavailable (logged at most every 10 s). */
+  countUnrecorded(): void;
+  /** Commits what is queued and makes one last attempt at held rows; what is still refused is logged as lost. */
+  close(): void;
 }
 
 const MAX_BATCH = 512;
 
-const lostToStderr = (err: unknown, rows: number) =>
-  process.stderr.write(`gatewayz: ${rows} usage record(s) lost: ${err instanceof Error ? err.message : String(err)}\n`);
+const lostToStderr: LostRows = (err, rows, row) =>
+  process.stderr.write(`gatewayz: ${rows} usage record(s) lost: ${err instanceof Error ? err.message : String(err)}${row ? ` (${describeRecord(row)})` : ""}\n`);
+
+/** A row's fields that identify it without any secret (ids, never keys; no prompt), for the log of a lost row. */
+export function describeRecord(r: UsageRecord): string {
+  return [`ts=${new Date(r.ts).toISOString()}`, `key=${r.keyId}`, `user=${r.userId}`, `protocol=${r.protocol}`,
+    `requested_model=${JSON.stringify(r.requestedModel)}`, `model=${r.model}`, `provider=${r.provider}`, `status=${r.status}`,
+    `error_kind=${r.errorKind}`, `prompt_tokens=${r.promptTokens}`, `completion_tokens=${r.completionTokens}`, `cost_pico=${r.costPico}`].join(" ");
+}
 
 const GROUP_SQL: Record<UsageGroup, string> = {
   key: "COALESCE(key_id, '(none)')",
@@ -60,22 +94,106 @@ const GROUP_SQL: Record<UsageGroup, string> = {
 };
 
 export interface UsageStoreOptions {
-  /** Told when a batch could not be written (the rows are lost, the requests are not affected). */
-  onLost?: (err: unknown, rows: number) => void;
+  /** Told of rows that cannot be written even alone (the requests are not affected); default: `log`, else stderr. */
+  onLost?: LostRows;
+  /** For the retry buffer's reports; default: stderr at warn. */
+  log?: Pick<Logger, "warn" | "error">;
+  /** Rows held in memory while the database refuses writes before the store is unavailable (USAGE_BUFFER_ROWS). */
+  bufferRows?: number;
+  /** Retry backoff of held rows: first delay, doubled up to the last. */
+  retryMs?: { first: number; max: number };
 }
 
 /**
  * Group commit: rows queue in memory and are written in one transaction at
  * the end of the event-loop turn (setImmediate), or at once when 512 are
- * waiting. One commit per row cost ~70 µs of WAL writing each; a batch pays it
- * once. What a kill -9 can lose: the rows queued in the turn it lands in, at
- * most that turn's finished requests. Anything committed survives a crash
- * (WAL), and a normal exit, an uncaught error or close() flushes first.
+ * waiting; one commit per row cost ~70 µs of WAL writing each, a batch pays
+ * it once. Requests await committed() before answering, so an answered
+ * request's row has been committed (a kill -9 loses only rows of requests
+ * that were not answered yet) or, while the database refuses writes, is held
+ * in the retry buffer (storage/usage-buffer.ts), which a kill -9 loses.
+ * A row SQLite cannot store is isolated from its batch (storage/usage-writer.ts).
  */
 export function createUsageStore(db: Db, options: UsageStoreOptions = {}): UsageStore {
-  const insert = db.prepare(`INSERT INTO usage (ts, key_id, user_id, protocol, requested_model, model, upstream_model,
-    provider, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, cost_pico, latency_ms, ttft_ms,
-    status, error_kind, estimated, attempts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
+  const log = options.log ?? stderrLog;
+  const onLost: LostRows = options.onLost
+    ?? (options.log ? (err, rows, row) => log.error(`usage: ${rows} usage record(s) lost: ${err instanceof Error ? err.message : String(err)}${row ? ` (${describeRecord(row)})` : ""}`) : lostToStderr);
+  const writer = createUsageWriter(db, onLost);
+  const buffer = createRetryBuffer(writer, {
+    capacity: options.bufferRows ?? 10_000, log, firstMs: options.retryMs?.first, maxMs: options.retryMs?.max,
+  });
+  const reads = createUsageReads(db);
+
+  let queued: UsageRecord[] = [];
+  let waiting: { promise: Promise<void>; resolve: () => void } | undefined;
+  const flush = () => {
+    const rows = queued;
+    queued = [];
+    try {
+      // Behind held rows, new ones wait their turn: only the retry timer tries the database then.
+      if (!rows.length) return;
+      if (buffer.rows.length) return buffer.hold(rows);
+      const refused = writer.commit(rows);
+      if (refused !== undefined) buffer.hold(rows, refused);
+    } finally {
+      const w = waiting;
+      waiting = undefined;
+      w?.resolve();
+    }
+  };
+
+  return {
+    insert(r) {
+      queued.push(r);
+      if (queued.length === 1) setImmediate(flush);
+      else if (queued.length >= MAX_BATCH) flush();
+    },
+    committed() {
+      if (!queued.length) return RESOLVED;
+      if (!waiting) {
+        let resolve!: () => void;
+        const promise = new Promise<void>((r) => (resolve = r));
+        waiting = { promise, resolve };
+      }
+      return waiting.promise;
+    },
+    flush,
+    summary(by, filter = {}) {
+      flush();
+      return reads.summary(by, filter);
+    },
+    spent(scope, subject, since) {
+      flush();
+      let held = 0n;
+      for (const r of buffer.rows) {
+        if (r.ts >= since && (scope === "key" ? r.keyId : r.userId) === subject) held += r.costPico;
+      }
+      return reads.spent(scope, subject, since) + held;
+    },
+    count() {
+      flush();
+      return reads.count();
+    },
+    available: () => buffer.available(),
+    onAvailabilityChange: (listener) => buffer.onAvailabilityChange(listener),
+    health: () => buffer.health(),
+    countUnrecorded: () => buffer.countUnrecorded(),
+    close() {
+      flush();
+      buffer.close();
+    },
+  };
+}
+
+const RESOLVED = Promise.resolve();
+
+const stderrLog: Pick<Logger, "warn" | "error"> = {
+  warn: (m) => process.stderr.write(`gatewayz: ${m}\n`),
+  error: (m) => process.stderr.write(`gatewayz: ${m}\n`),
+};
+
+/** The read side: grouped summaries, spending for budgets, the row count. */
+function createUsageReads(db: Db) {
   const spentKey = db.prepare<[string, number], { c: bigint | null }>("SELECT SUM(cost_pico) AS c FROM usage WHERE key_id = ? AND ts >= ?").safeIntegers(true);
   const spentUser = db.prepare<[string, number], { c: bigint | null }>("SELECT SUM(cost_pico) AS c FROM usage WHERE user_id = ? AND ts >= ?").safeIntegers(true);
   const count = db.prepare<[], { n: number }>("SELECT COUNT(*) AS n FROM usage");
@@ -88,35 +206,8 @@ export function createUsageStore(db: Db, options: UsageStoreOptions = {}): Usage
          AND (@user IS NULL OR user_id = @user) AND (@key IS NULL OR key_id = @key)
        GROUP BY grp ORDER BY grp`).safeIntegers(true);
   }
-
-  const writeAll = db.transaction((rows: UsageRecord[]) => {
-    for (const r of rows) {
-      insert.run(r.ts, r.keyId, r.userId, r.protocol, r.requestedModel, r.model, r.upstreamModel, r.provider,
-        r.promptTokens, r.completionTokens, r.cachedTokens, r.reasoningTokens, r.costPico, r.latencyMs, r.ttftMs,
-        r.status, r.errorKind, r.estimated ? 1 : 0, r.attempts);
-    }
-  });
-  let queued: UsageRecord[] = [];
-  const flush = () => {
-    if (!queued.length) return;
-    const rows = queued;
-    queued = [];
-    try {
-      writeAll(rows);
-    } catch (err) {
-      (options.onLost ?? lostToStderr)(err, rows.length);
-    }
-  };
-
   return {
-    insert(r) {
-      queued.push(r);
-      if (queued.length === 1) setImmediate(flush);
-      else if (queued.length >= MAX_BATCH) flush();
-    },
-    flush,
-    summary(by, filter = {}) {
-      flush();
+    summary(by: UsageGroup, filter: { since?: number; until?: number; userId?: string; keyId?: string }): UsageSummaryRow[] {
       let stmt = summaries.get(by);
       if (!stmt) summaries.set(by, (stmt = prepareSummary(by)));
       return stmt.all({ since: filter.since ?? 0, until: filter.until ?? Number.MAX_SAFE_INTEGER, user: filter.userId ?? null, key: filter.keyId ?? null })
@@ -125,13 +216,7 @@ export function createUsageStore(db: Db, options: UsageStoreOptions = {}): Usage
           promptTokens: Number(r.prompt ?? 0n), completionTokens: Number(r.completion ?? 0n), costPico: r.cost ?? 0n,
         }));
     },
-    spent: (scope, subject, since) => {
-      flush();
-      return (scope === "key" ? spentKey : spentUser).get(subject, since)!.c ?? 0n;
-    },
-    count: () => {
-      flush();
-      return count.get()!.n;
-    },
+    spent: (scope: "key" | "user", subject: string, since: number): bigint => (scope === "key" ? spentKey : spentUser).get(subject, since)!.c ?? 0n,
+    count: (): number => count.get()!.n,
   };
 }

@@ -110,11 +110,39 @@ describe("withFailover: trying routes in order", () => {
     expect(d.breakers.state("b")).toBe("closed");
   });
 
+  it("charges the gateway's own failure (no upstream status) to no provider: its failure count neither grows nor resets", async () => {
+    const d = deps({ threshold: 2 });
+    d.breakers.failure("a");
+    const s = scripted({ a: [new GatewayError("internal", "internal error")], b: ["from b"] });
+    const err = await rejection(withFailover(routes("a", "b"), live(), d, s.attempt));
+    expect(err.kind).toBe("internal");
+    expect(s.providers()).toEqual(["a"]); // not retryable: the next provider would fail the same way
+    expect(d.breakers.state("a")).toBe("closed");
+    d.breakers.failure("a"); // the second consecutive failure: the internal error in between did not count as an answer
+    expect(d.breakers.state("a")).toBe("open");
+  });
+
+  it("frees a half-open probe that failed inside the gateway, without closing or reopening the circuit", async () => {
+    let now = 0;
+    const log = createLogger("silent");
+    const breakers = createBreakers(1, 1_000, log, () => now);
+    breakers.failure("a");
+    now = 1_000; // cooled down: half-open
+    const s = scripted({ a: [new GatewayError("internal", "internal error"), "from a"] });
+    await rejection(withFailover(routes("a"), live(), deps({ breakers }), s.attempt));
+    expect(breakers.state("a")).toBe("half_open");
+    const won = await withFailover(routes("a"), live(), deps({ breakers }), s.attempt); // the next request may probe
+    expect(won.value).toBe("from a");
+    expect(breakers.state("a")).toBe("closed");
+  });
+
   it("converts anything else thrown into an internal error without its message", async () => {
     const attempt = async (): Promise<string> => { throw new Error("secret path /etc/key"); };
-    const err = await rejection(withFailover(routes("a", "b"), live(), deps(), attempt));
+    const d = deps({ threshold: 1 });
+    const err = await rejection(withFailover(routes("a", "b"), live(), d, attempt));
     expect(err.kind).toBe("internal");
     expect(err.rawMessage).not.toContain("secret");
+    expect(d.breakers.state("a")).toBe("closed");
   });
 });
 

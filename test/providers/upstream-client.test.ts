@@ -72,3 +72,59 @@ describe("the stream idle timeout", () => {
     await gw.fake.waitForAbort(); // and the upstream request was dropped
   });
 });
+
+describe("a non-streaming answer's timeouts", () => {
+  // The first-byte timeout ends at the response headers; the total timeout bounds the body after them.
+  const client = (env: Record<string, string>) => {
+    const config = loadConfig({ ENV_FILE: "/nonexistent/.env", ALIBABA_CLOUD_API_KEY: gw.fake.apiKey, ALIBABA_CLOUD_BASE_URL: gw.fake.baseUrl, ...env });
+    return createUpstreamClient(config.providers.find((p) => p.row.id === "alibaba-cloud")!, config.failover);
+  };
+  const body = { model: "qwen-max", messages: [{ role: "user" as const, content: "hi" }] };
+
+  it("a body that follows its headers after longer than the first-byte timeout is still the answer", async () => {
+    gw.fake.reset();
+    gw.fake.enqueue({ kind: "headers-then-body", bodyDelayMs: 700, content: "slow but sure" });
+    const completion = await client({ ALIBABA_CLOUD_FIRST_BYTE_TIMEOUT_MS: "300" }).complete(body, new AbortController().signal);
+    expect(completion.choices[0]!.message.content).toBe("slow but sure");
+  });
+
+  it("a body slower than the total timeout is upstream_timeout, and the upstream request is dropped", async () => {
+    gw.fake.reset();
+    gw.fake.enqueue({ kind: "headers-then-body", bodyDelayMs: 2_000 });
+    const t0 = Date.now();
+    const failed = client({ ALIBABA_CLOUD_TOTAL_TIMEOUT_MS: "400" }).complete(body, new AbortController().signal);
+    await expect(failed).rejects.toMatchObject({ kind: "upstream_timeout", retryable: true, rawMessage: "Alibaba Cloud took longer than 400 ms" });
+    expect(Date.now() - t0).toBeLessThan(1_500);
+    await gw.fake.waitForAbort();
+  });
+
+  it("through the gateway: the slow body is a 200 within the first-byte timeout, and a 504 past the total one", async () => {
+    const slow = await startTestGateway({ ALIBABA_CLOUD_FIRST_BYTE_TIMEOUT_MS: "200", ALIBABA_CLOUD_TOTAL_TIMEOUT_MS: "700" });
+    try {
+      const sdk = new OpenAI({ apiKey: slow.key, baseURL: `${slow.url}/v1`, maxRetries: 0 });
+      slow.fake.enqueue({ kind: "headers-then-body", bodyDelayMs: 400, content: "made it" }, { kind: "headers-then-body", bodyDelayMs: 2_000 });
+      const ok = await sdk.chat.completions.create(body);
+      expect(ok.choices[0]!.message.content).toBe("made it");
+      await expect(sdk.chat.completions.create(body)).rejects.toMatchObject({ status: 504, code: "upstream_timeout" });
+    } finally {
+      await slow.close();
+    }
+  });
+});
+
+describe("a configured header that HTTP cannot carry", () => {
+  it("keeps the provider from loading, naming the header but never its value", async () => {
+    const bad = await startTestGateway({ ALIBABA_CLOUD_HEADERS: JSON.stringify({ "X-Api-Key": "xk-line\nbreak-secret" }) });
+    try {
+      const line = bad.logs.find((l) => /Failed to load alibaba_cloud provider client/.test(l));
+      expect(line).toMatch(/ALIBABA_CLOUD_HEADERS: the value of header 'X-Api-Key' holds a character HTTP does not allow/);
+      expect(bad.logs.join("\n")).not.toContain("break-secret");
+      const sdk = new OpenAI({ apiKey: bad.key, baseURL: `${bad.url}/v1`, maxRetries: 0 });
+      await expect(sdk.chat.completions.create({ model: "qwen-max", messages: [{ role: "user", content: "hi" }] }))
+        .rejects.toMatchObject({ status: 503, code: "provider_not_configured" });
+      expect(bad.fake.requests).toHaveLength(0);
+    } finally {
+      await bad.close();
+    }
+  });
+});

@@ -1,7 +1,8 @@
 // Group commit of usage rows: insert() only queues; the rows of one
 // event-loop turn are written in one transaction at its end (setImmediate),
 // or at once when 512 are queued; flush() and every read commit first; a
-// batch that cannot be written is reported to onLost. What another connection
+// row that cannot be written is isolated from its batch and reported to
+// onLost (test/storage/usage-row-isolation.test.ts has more). What another connection
 // (another process, the CLI) can see is read through a second connection on
 // the same file. Then the process level: a gateway that exits, or dies of an
 // uncaught exception, with rows still queued has them on disk (app.ts flushes
@@ -71,23 +72,25 @@ describe("group commit within a turn", () => {
     expect(committed()).toBe(4);
   });
 
-  it("a turn's rows are one transaction: one bad row loses the whole batch, and onLost is told how many", async () => {
+  it("one bad row in a turn's batch is isolated: the others are committed, and onLost is told of that one row", async () => {
     const onLost = vi.fn();
     const { usage, committed } = stores({ onLost });
     usage.insert(row(0));
     usage.insert(row(1));
-    usage.insert(row(2, { protocol: null as unknown as string })); // NOT NULL: this insert fails
+    const bad = row(2, { protocol: null as unknown as string }); // NOT NULL: this insert fails
+    usage.insert(bad);
     usage.insert(row(3));
     await nextTurn();
-    expect(committed()).toBe(0);
+    expect(committed()).toBe(3);
     expect(onLost).toHaveBeenCalledTimes(1);
     expect(onLost.mock.calls[0]![0]).toBeInstanceOf(Error);
     expect(String(onLost.mock.calls[0]![0])).toMatch(/NOT NULL/);
-    expect(onLost.mock.calls[0]![1]).toBe(4);
+    expect(onLost.mock.calls[0]![1]).toBe(1);
+    expect(onLost.mock.calls[0]![2]).toBe(bad);
     // A later batch is not affected.
     usage.insert(row(4));
     await nextTurn();
-    expect(committed()).toBe(1);
+    expect(committed()).toBe(4);
     expect(onLost).toHaveBeenCalledTimes(1);
   });
 

@@ -68,7 +68,16 @@ export type Behaviour =
   /** N good chunks then `data: {not json\n\n` and end. */
   | ({ kind: "malformed" } & BrokenStream)
   /** N content chunks then a clean `data: [DONE]` and end, but no chunk ever carried a finish_reason. */
-  | ({ kind: "stream-then-end" } & BrokenStream);
+  | ({ kind: "stream-then-end" } & BrokenStream)
+  /**
+   * An upstream that echoes its request (URL, Host, every header, the Authorization one
+   * included) in an error message: a JSON error body with `status` (200 too: an error-shaped
+   * 200), or with `stream: true` an SSE stream of `chunks` content chunks (default 0) and then
+   * `data: {"error": ...}`.
+   */
+  | { kind: "echo"; status: number; stream?: boolean; chunks?: number }
+  /** A non-streaming reply whose 200 headers go out at once and whose body follows `bodyDelayMs` later. */
+  | { kind: "headers-then-body"; bodyDelayMs: number; content?: string };
 
 export interface FakeUpstream {
   /** `http://127.0.0.1:${port}/compatible-mode/v1` */
@@ -283,7 +292,7 @@ async function streamingReply(x: Exchange, model: string, b: Reply, includeUsage
 }
 
 /** The `stream-then-*` / `malformed` behaviours: role chunk + N content chunks, then the failure. */
-async function brokenStream(x: Exchange, model: string, b: Exclude<Behaviour, Reply | { kind: "error" | "raw" | "hang" | "reset" }>, includeUsage: boolean): Promise<void> {
+async function brokenStream(x: Exchange, model: string, b: Exclude<Behaviour, Reply | { kind: "error" | "raw" | "hang" | "reset" | "echo" | "headers-then-body" }>, includeUsage: boolean): Promise<void> {
   const mk = chunkMaker(model, includeUsage);
   startSse(x.res);
   if (b.role !== false) x.write(sse(mk.choice({ role: "assistant", content: "" })));
@@ -319,6 +328,34 @@ async function resetAfterFlush(x: Exchange): Promise<void> {
 function resetNow(x: Exchange): void {
   x.killedByServer = true;
   x.res.socket?.destroy();
+}
+
+/** What an upstream that echoes its request would say: the URL it was called on, its Host, every header. */
+function echoOf(req: IncomingMessage): string {
+  const url = `http://${req.headers.host}${req.url}`;
+  return `cannot serve ${req.method} ${url} (Host: ${req.headers.host}; Authorization: ${req.headers.authorization}; headers ${JSON.stringify(req.headers)})`;
+}
+
+function echoRequest(x: Exchange, req: IncomingMessage, model: string, b: Extract<Behaviour, { kind: "echo" }>): void {
+  const error = errorBody(echoOf(req), b.status >= 500 || b.stream ? "server_error" : "invalid_request_error", null);
+  if (!b.stream) return sendJson(x.res, b.status, error);
+  const mk = chunkMaker(model, false);
+  startSse(x.res);
+  for (let i = 0; i < (b.chunks ?? 0); i++) x.write(sse(mk.choice(i === 0 ? { role: "assistant", content: partialChunk(i) } : { content: partialChunk(i) })));
+  x.write(sse(error));
+  x.end();
+}
+
+async function headersThenBody(x: Exchange, model: string, b: Extract<Behaviour, { kind: "headers-then-body" }>): Promise<void> {
+  x.res.writeHead(200, { "content-type": "application/json", "x-request-id": randomBytes(8).toString("hex") });
+  x.res.flushHeaders();
+  await x.pause(b.bodyDelayMs);
+  const body = {
+    id: newId(), object: "chat.completion", created: Math.floor(Date.now() / 1000), model,
+    choices: [{ index: 0, message: { role: "assistant", content: b.content ?? `Hello from ${model}` }, finish_reason: "stop", logprobs: null }],
+    usage: usageBody(DEFAULT_USAGE),
+  };
+  if (x.write(JSON.stringify(body))) x.end();
 }
 
 function readBody(req: IncomingMessage): Promise<string> {
@@ -516,6 +553,10 @@ export async function startFakeUpstream(
         await x.pause(b.firstByteDelayMs ?? 0);
         if (!x.closed) nonStreamingReply(res, model, b);
         return;
+      case "echo":
+        return echoRequest(x, req, model, b);
+      case "headers-then-body":
+        return headersThenBody(x, model, b);
       case "hang":
         return; // never respond; the close handler records the client's abort
       case "reset":

@@ -76,6 +76,8 @@ export async function startTestGateway(env: Record<string, string | undefined> =
       RATE_LIMITS_KEY: "rpm=0,concurrent=0",
       // Suites fail the fake on purpose many times; breaker tests set their own threshold.
       BREAKER_FAILURES: "1000",
+      // close() drains: a test that leaves a request hanging should not wait for it.
+      DRAIN_TIMEOUT_MS: "0",
       ALIBABA_CLOUD_API_KEY: fake.apiKey,
       ALIBABA_CLOUD_BASE_URL: fake.baseUrl,
       ...providers,

@@ -1,0 +1,81 @@
+import type { Db } from "./db.js";
+import { isWriteRefusal } from "./sqlite-errors.js";
+import type { UsageRecord } from "./usage.js";
+
+/** Told of rows that cannot be written at all; `row` is set when one row failed on its own. */
+export type LostRows = (err: unknown, rows: number, row?: UsageRecord) => void;
+
+export interface UsageWriter {
+  /**
+   * Writes the rows in one transaction. Returns the error when the database
+   * refused writes (none of the rows is written then: they may be retried);
+   * otherwise undefined, every row written except those reported to `onLost`.
+   */
+  commit(rows: readonly UsageRecord[]): unknown;
+  /** The same, without waiting on another connection's lock: for retries off the request path. */
+  commitNoWait(rows: readonly UsageRecord[]): unknown;
+}
+
+/**
+ * Isolation of bad rows: if the batch transaction fails for a reason of its
+ * own (a value SQLite cannot store, a constraint), the batch is written again
+ * with each row in its own try/catch inside one transaction. SQLite undoes
+ * only the failing statement there, so one bad row cannot take the rest of
+ * its batch with it, and the batch still costs one commit.
+ */
+export function createUsageWriter(db: Db, onLost: LostRows): UsageWriter {
+  const insert = db.prepare(`INSERT INTO usage (ts, key_id, user_id, protocol, requested_model, model, upstream_model,
+    provider, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, cost_pico, latency_ms, ttft_ms,
+    status, error_kind, estimated, attempts, usage_clamped) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
+  const run = (r: UsageRecord) => insert.run(r.ts, r.keyId, r.userId, r.protocol, r.requestedModel, r.model, r.upstreamModel,
+    r.provider, r.promptTokens, r.completionTokens, r.cachedTokens, r.reasoningTokens, r.costPico, r.latencyMs, r.ttftMs,
+    r.status, r.errorKind, r.estimated ? 1 : 0, r.attempts, r.clamped ? 1 : 0);
+
+  const writeAll = db.transaction((rows: readonly UsageRecord[]) => {
+    for (const r of rows) run(r);
+  });
+  const writeEach = db.transaction((rows: readonly UsageRecord[], bad: Array<[UsageRecord, unknown]>) => {
+    for (const r of rows) {
+      try {
+        run(r);
+      } catch (err) {
+        // A refusal may have rolled the whole transaction back: give the batch up to the retry buffer.
+        if (isWriteRefusal(err)) throw err;
+        bad.push([r, err]);
+      }
+    }
+  });
+
+  const commit = (rows: readonly UsageRecord[]): unknown => {
+    try {
+      writeAll(rows);
+      return undefined;
+    } catch (err) {
+      if (isWriteRefusal(err)) return err;
+    }
+    const bad: Array<[UsageRecord, unknown]> = [];
+    try {
+      writeEach(rows, bad);
+    } catch (err) {
+      if (isWriteRefusal(err)) return err;
+      onLost(err, rows.length); // the transaction itself cannot run (the connection is closed)
+      return undefined;
+    }
+    for (const [r, err] of bad) onLost(err, 1, r);
+    return undefined;
+  };
+
+  const busyMs = db.pragma("busy_timeout", { simple: true }) as number;
+  return {
+    commit,
+    commitNoWait(rows) {
+      if (!db.open) return commit(rows);
+      db.pragma("busy_timeout = 0");
+      try {
+        return commit(rows);
+      } finally {
+        db.pragma(`busy_timeout = ${busyMs}`);
+      }
+    },
+  };
+}
