@@ -88,6 +88,8 @@ export async function startApp(config: Config, baseLog: Logger, options: AppOpti
   }
   const requests = createRequests(() => { if (listener.draining) listener.closeIdle(); });
   const readiness = createReadiness();
+  readiness.set("usage_store_unavailable", !usage.available());
+  usage.onAvailabilityChange((available) => readiness.set("usage_store_unavailable", !available));
   let handle: RequestHandler = () => {};
   const listener = createListener((req, res) => handle(req, res), config.server);
   const handler = createRequestHandler({ config, gateway, providers, breakers, log, accounts, auth, connections: listener, requests, readiness });
@@ -112,6 +114,7 @@ export async function startApp(config: Config, baseLog: Logger, options: AppOpti
    */
   const drainAndClose = async () => {
     readiness.set("draining", true);
+    handler.draining();
     listener.stopAccepting();
     const ms = config.server.drainTimeoutMs;
     if (requests.inFlight) log.info(`draining: ${requests.inFlight} request(s) in flight; waiting up to ${ms} ms`);

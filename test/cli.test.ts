@@ -207,6 +207,51 @@ describe.concurrent("gatewayz CLI", { timeout: 60_000 }, () => {
     expect(byUser.stdout).toMatch(/^alice +4 +1 +2001011 +504 +3\.201417600001$/m);
   });
 
+  it("prints user and key names escaped: control characters never reach the terminal as themselves", async ({ expect }) => {
+    const { db, cli, json } = fresh();
+    const user = "eve\x1b[2J\x1b]0;owned\x07";
+    const name = "laptop\nkey_forged  mallory  admin\u202e";
+    const created = await cli("keys", "create", "--user", user, "--name", name);
+    expect(created.code).toBe(0);
+    const k = (await json("keys", "list"))[0];
+    expect(k).toMatchObject({ user, name }); // stored and given to scripts as they are
+    const store = openDb(db);
+    const userId = store.prepare<[], { id: string }>("SELECT id FROM users").get()!.id;
+    const usage = createUsageStore(store);
+    usage.insert({
+      ts: Date.now(), keyId: k.id, userId, protocol: "openai", requestedModel: "qwen-plus", model: "qwen-plus", upstreamModel: "qwen-plus",
+      provider: "alibaba-cloud", promptTokens: 1, completionTokens: 1, cachedTokens: 0, reasoningTokens: 0, costPico: 1n, latencyMs: 1,
+      ttftMs: null, status: "ok", errorKind: null, estimated: false, attempts: 1,
+    });
+    usage.flush();
+    store.close();
+
+    const [list, byUser, limits, revoked] = [await cli("keys", "list"), await cli("usage", "--by", "user"), await cli("limits", "show", "--user", user), await cli("keys", "revoke", k.id)];
+    for (const r of [created, list, byUser, limits, revoked]) {
+      expect(r.code).toBe(0);
+      expect(r.stdout).not.toMatch(/[\x00-\x09\x0b-\x1f\x7f\u202e]/); // nothing but printable text and line ends
+    }
+    expect(created.stdout).toContain("user  eve\\x1b[2J\\x1b]0;owned\\x07\n");
+    expect(created.stdout).toContain("name  laptop\\nkey_forged  mallory  admin\\u202e (client)\n");
+    expect(list.stdout.trimEnd().split("\n")).toHaveLength(2); // the header and one row: no forged second row
+    expect(list.stdout).toContain("eve\\x1b[2J\\x1b]0;owned\\x07  laptop\\nkey_forged");
+    expect(byUser.stdout).toMatch(/^eve\\x1b\[2J\\x1b\]0;owned\\x07 +1 /m);
+    expect(limits.stdout).toMatch(/^limits for user eve\\x1b\[2J/);
+    expect(revoked.stdout).toBe(`revoked ${k.id} (eve\\x1b[2J\\x1b]0;owned\\x07/laptop\\nkey_forged  mallory  admin\\u202e)\n`);
+  });
+
+  it("refuses a user or key name over 100 characters, naming the field", async ({ expect }) => {
+    const { cli, json } = fresh();
+    const longUser = await cli("keys", "create", "--user", "u".repeat(101), "--name", "ci");
+    const longName = await cli("keys", "create", "--user", "alice", "--name", "é".repeat(101));
+    expect(longUser).toEqual({ code: 1, stdout: "", stderr: "gatewayz: user must be at most 100 characters, got 101\n" });
+    expect(longName).toEqual({ code: 1, stdout: "", stderr: "gatewayz: name must be at most 100 characters, got 101\n" });
+    expect(await json("keys", "list", "--all")).toEqual([]);
+    const fits = await json("keys", "create", "--user", "u".repeat(100), "--name", "🔑".repeat(100));
+    expect(fits.user).toHaveLength(100);
+    expect([...fits.name]).toHaveLength(100); // characters, not UTF-16 units
+  });
+
   it("answers a bad command line with exit 2 and the usage line, before touching the database", async ({ expect }) => {
     const { db, cli } = fresh();
     const [unknown, noUser, badFlag, badNumber] = await Promise.all([

@@ -32,8 +32,9 @@ export interface Admitted {
 /**
  * The checks every front door's chat goes through, once, in this order:
  * the usage store (503 usage_store_unavailable: a chat that could not be
- * billed is not started; such a refusal has no row, it is counted), the key (401), the request's shape (400), the model (404), the rate limits
- * (429 rate_limit_exceeded) and the budget (429 insufficient_quota). What is
+ * billed is not started; such a refusal has no row, it is counted), the key
+ * (401), the request's shape (400), the model (404), the rate limits (429
+ * rate_limit_exceeded) and the budget (429 insufficient_quota). What is
  * learnt on the way goes on the request's meter, so a refused request is
  * recorded with as much as is known.
  */

@@ -11,7 +11,7 @@ import { GatewayError } from "../errors.js";
 import { createRedactor, type Redact } from "./redact.js";
 import { dispatcherFetch } from "./upstream-fetch.js";
 import { classifyUpstreamError, type RetryPolicy } from "./upstream-errors.js";
-import { checkChunk, headerProblem, readCompletion } from "./upstream-wire.js";
+import { checkChunk, headerProblem, readCompletion, refuseJsonStream } from "./upstream-wire.js";
 
 /**
  * One OpenAI-compatible upstream, built from a provider row. The `openai`
@@ -31,15 +31,10 @@ const FIRST_BYTE = Symbol("first-byte timeout");
 const IDLE = Symbol("idle timeout");
 const TOTAL = Symbol("total timeout");
 
-/**
- * `redact` scrubs upstream text relayed in errors; by default it knows this
- * provider's own secrets and address, and the provider set passes one that
- * knows every provider's.
- */
+/** `redact` scrubs relayed upstream text: by default of this provider's secrets and address (the provider set's knows all). */
 export function createUpstreamClient(provider: ProviderConfig, policy: RetryPolicy, redact: Redact = createRedactor([provider])): UpstreamClient {
-  // A provider with any configuration problem (no key, no Vertex project, a
-  // bad region or URL, a header that cannot be sent) is not loaded, rather
-  // than used half-configured.
+  // A provider with any configuration problem (no key, no Vertex project, a bad
+  // region or URL, a header HTTP cannot carry) is not loaded, not used half-configured.
   if (provider.problem || !provider.apiKey) throw new Error(provider.problem ?? `${provider.keyVar} is not set`);
   const badHeader = headerProblem(provider.headers);
   if (badHeader) throw new Error(`${provider.row.envPrefix}_HEADERS: ${badHeader}`);
@@ -114,8 +109,10 @@ export function createUpstreamClient(provider: ProviderConfig, policy: RetryPoli
       try {
         let stream: AsyncIterable<ChatCompletionChunk>;
         try {
-          stream = await sdk.chat.completions.create(body, { signal: a.signal });
+          const { data, response } = await sdk.chat.completions.create(body, { signal: a.signal }).withResponse();
           a.answered();
+          await refuseJsonStream(response, provider.row.name, redact);
+          stream = data;
         } catch (err) {
           return a.fail(err);
         }

@@ -38,6 +38,22 @@ function objectsOnly(list: unknown[]): boolean {
 const notACompletion = (name: string) =>
   new GatewayError("upstream_error", `${name} answered with something that is not a chat completion`, { retryable: true });
 
+/** A body as JSON; undefined if it is not JSON at all. */
+async function jsonBody(response: Response): Promise<unknown> {
+  const text = await response.text();
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/** An error sent with a 200 (`{"error": {"message": ...}}`), with the upstream's words, redacted. */
+function errorShaped(body: unknown, name: string, redact: Redact): GatewayError | undefined {
+  if (!isObject(body) || !isObject(body.error)) return undefined;
+  return new GatewayError("upstream_error", `${name} answered 200 with an error: ${upstreamMessage(body.error, redact)}`, { retryable: true });
+}
+
 /**
  * A 200's body as a chat completion. Read here rather than by the SDK, so
  * the first-byte timer can stop at the headers; an unparsable or misshapen
@@ -45,22 +61,41 @@ const notACompletion = (name: string) =>
  * upstream's failure.
  */
 export async function readCompletion(response: Response, name: string, redact: Redact): Promise<ChatCompletion> {
-  const text = await response.text();
-  let body: unknown;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    throw notACompletion(name);
-  }
+  const body = await jsonBody(response);
   if (isObject(body) && Array.isArray(body.choices) && objectsOnly(body.choices)) return body as unknown as ChatCompletion;
-  if (isObject(body) && isObject(body.error)) {
-    throw new GatewayError("upstream_error", `${name} answered 200 with an error: ${upstreamMessage(body.error, redact)}`, { retryable: true });
-  }
-  throw notACompletion(name);
+  throw errorShaped(body, name, redact) ?? notACompletion(name);
 }
 
-/** A stream event the gateway can read: an object whose choices (maybe none, on the usage chunk) are objects. */
+/**
+ * A stream was asked for and a 200 came back as JSON, which no event stream
+ * is: typically an error sent with 200. Without this the SDK would find no
+ * events in it and the stream would merely seem cut short, after failover.
+ */
+export async function refuseJsonStream(response: Response, name: string, redact: Redact): Promise<void> {
+  if (!response.headers.get("content-type")?.includes("application/json")) return;
+  const body = await jsonBody(response);
+  throw errorShaped(body, name, redact) ?? new GatewayError("upstream_error", `${name} answered with JSON where an event stream was asked for`, { retryable: true });
+}
+
+/** A choice's delta, if any, is an object, and its tool calls, if any, an array of objects. */
+function readableChoices(choices: unknown[]): boolean {
+  for (const c of choices) {
+    if (!isObject(c)) return false;
+    const d = c.delta;
+    if (d === undefined || d === null) continue;
+    if (!isObject(d)) return false;
+    const calls = d.tool_calls;
+    if (calls !== undefined && calls !== null && !(Array.isArray(calls) && objectsOnly(calls))) return false;
+  }
+  return true;
+}
+
+/**
+ * A stream event the gateway can read: an object whose choices (maybe none,
+ * on the usage chunk) are objects, with what the core reads of each delta
+ * in the shape it reads it.
+ */
 export function checkChunk(chunk: unknown, name: string): ChatCompletionChunk {
-  if (isObject(chunk) && Array.isArray(chunk.choices) && objectsOnly(chunk.choices)) return chunk as unknown as ChatCompletionChunk;
+  if (isObject(chunk) && Array.isArray(chunk.choices) && readableChoices(chunk.choices)) return chunk as unknown as ChatCompletionChunk;
   throw new GatewayError("upstream_error", `${name} sent a malformed stream event`, { retryable: true });
 }

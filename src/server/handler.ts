@@ -41,6 +41,8 @@ export interface HandlerDeps {
 export interface Handler {
   readonly handle: RequestHandler;
   readonly gate: AuthGate;
+  /** A drain has begun: health watches end once they have said NOT_SERVING. */
+  draining(): void;
 }
 
 const SERVICES = ["gatewayz.v1.GatewayService", "gatewayz.v1.AdminService"];
@@ -111,7 +113,7 @@ export function createRequestHandler(deps: HandlerDeps): Handler {
     }
     scope.hold(shim(req, res, scope));
   };
-  return { handle: handle as RequestHandler, gate };
+  return { handle: handle as RequestHandler, gate, draining: () => health.endWatches() };
 }
 
 /** Answers without reading the body, in the request's own protocol, and closes what must close. */

@@ -16,6 +16,12 @@ export interface HealthServer {
   setStatus(service: string, status: "SERVING" | "NOT_SERVING"): void;
   /** The server as a whole and every service at once (readiness changed). */
   setAll(status: "SERVING" | "NOT_SERVING"): void;
+  /**
+   * A drain: every Watch stream ends once it has sent the current status, so
+   * open watches (grpc-js client-side health checks, load balancers) do not
+   * hold the drain until its deadline.
+   */
+  endWatches(): void;
 }
 
 /** `services` start SERVING, as does "" (the server as a whole). */
@@ -24,6 +30,7 @@ export function createHealth(services: string[]): HealthServer {
   for (const s of services) statuses.set(s, Status.SERVING);
   // Watchers per service name; a name may be watched before it is known.
   const watchers = new Map<string, Set<(s: Status) => void>>();
+  let ending = false;
 
   const setStatus = (service: string, status: "SERVING" | "NOT_SERVING"): void => {
     const next = Status[status];
@@ -72,6 +79,7 @@ export function createHealth(services: string[]): HealthServer {
               yield create(HealthCheckResponseSchema, { status: latest });
               continue;
             }
+            if (ending) return;
             await new Promise<void>((resolve) => (wake = resolve));
             wake = undefined;
           }
@@ -88,5 +96,10 @@ export function createHealth(services: string[]): HealthServer {
     for (const service of [...statuses.keys()]) setStatus(service, status);
   };
 
-  return { register, setStatus, setAll };
+  const endWatches = (): void => {
+    ending = true;
+    for (const [service, set] of watchers) for (const notify of set) notify(statuses.get(service) ?? Status.SERVICE_UNKNOWN);
+  };
+
+  return { register, setStatus, setAll, endWatches };
 }

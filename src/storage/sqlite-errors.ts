@@ -35,5 +35,9 @@ export function describeSqliteError(err: unknown): string {
  */
 export function storageErrorOf(err: unknown): GatewayError | undefined {
   if (!isWriteRefusal(err)) return undefined;
-  return new GatewayError("storage_unavailable", `the database refused the write: ${describeSqliteError(err)}`, { cause: err });
+  const code = sqliteCode(err)!;
+  const what = /^SQLITE_(BUSY|LOCKED)/.test(code) ? "the database is locked by another connection"
+    : code.startsWith("SQLITE_CANTOPEN") ? "the database cannot be opened"
+    : "the database refused the write";
+  return new GatewayError("storage_unavailable", `${what}: ${describeSqliteError(err)}`, { cause: err });
 }

@@ -12,7 +12,7 @@ export interface UsageHealth {
   readonly capacity: number;
   /** Why the database refuses writes ("database or disk is full (SQLITE_FULL)"); undefined while it accepts them. */
   readonly lastError: string | undefined;
-  /** Rows dropped because even the hard limit (2 × capacity) was reached. */
+  /** Rows dropped because even the hard limit (2 × capacity, at least 1024) was reached. */
   readonly lost: number;
   /** Requests refused, or not recorded, because rows could not be kept. */
   readonly unrecorded: number;
@@ -46,13 +46,14 @@ export interface RetryOptions {
 
 const REPORT_EVERY_MS = 10_000;
 const CHUNK = 512;
+const MIN_HARD_LIMIT = 1_024;
 
 /**
  * The bounded retry buffer for usage rows the database refuses (disk full,
  * read-only, locked). Rows are kept in order and retried on an unref'd
  * timer; at `capacity` the store reports itself unavailable, so admission
  * turns new chats away, while rows of requests already in flight are still
- * kept, up to a hard limit of twice the capacity, past which the loss is
+ * kept, up to a hard limit of twice the capacity (at least 1024), past which the loss is
  * logged with its count. Nothing here is ever dropped silently.
  */
 export function createRetryBuffer(writer: UsageWriter, options: RetryOptions): RetryBuffer {
@@ -60,7 +61,9 @@ export function createRetryBuffer(writer: UsageWriter, options: RetryOptions): R
   const firstMs = options.firstMs ?? 50;
   const maxMs = options.maxMs ?? 1_000;
   const now = options.now ?? Date.now;
-  const hardLimit = 2 * capacity;
+  // Room for the rows of requests in flight when the buffer fills, bounded
+  // (a row is a few hundred bytes); even without a buffer (capacity 0) they are kept.
+  const hardLimit = Math.max(2 * capacity, MIN_HARD_LIMIT);
   const held: UsageRecord[] = [];
   const listeners = new Set<(available: boolean) => void>();
   let lastError: string | undefined;
@@ -73,13 +76,20 @@ export function createRetryBuffer(writer: UsageWriter, options: RetryOptions): R
     ? `the database refuses writes (${lastError}) and ${held.length} usage rows are held`
     : "the database accepts writes again"), now);
 
-  const available = () => held.length < capacity;
+  // With a capacity of 0 there is no buffer: unavailable from the first refused row.
+  const available = () => held.length === 0 || held.length < capacity;
   const changed = () => {
     const is = available();
     if (is === wasAvailable) return;
     wasAvailable = is;
     if (!is) log.error(`usage: ${held.length} usage rows are held and the database still refuses writes (${lastError}): new chat requests are refused (usage_store_unavailable) until it accepts them again`);
-    for (const listener of listeners) listener(is);
+    for (const listener of listeners) {
+      try {
+        listener(is);
+      } catch (err) {
+        log.error(`usage: an availability listener failed: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }
   };
 
   const schedule = () => {
@@ -128,7 +138,7 @@ export function createRetryBuffer(writer: UsageWriter, options: RetryOptions): R
       const room = Math.max(0, hardLimit - held.length);
       if (rows.length > room) {
         lost += rows.length - room;
-        log.error(`usage: ${rows.length - room} usage record(s) lost: ${held.length} rows are already held (the hard limit), the database refusing writes (${lastError})`);
+        log.error(`usage: ${rows.length - room} usage record(s) lost: the retry buffer is at its hard limit of ${hardLimit} rows (twice USAGE_BUFFER_ROWS, at least 1024) and the database refuses writes (${lastError})`);
       }
       for (let i = 0; i < Math.min(room, rows.length); i++) held.push(rows[i]!);
       if (!timer && held.length) schedule();

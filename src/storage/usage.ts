@@ -76,8 +76,9 @@ export interface UsageStore {
 
 const MAX_BATCH = 512;
 
-const lostToStderr: LostRows = (err, rows, row) =>
-  process.stderr.write(`gatewayz: ${rows} usage record(s) lost: ${err instanceof Error ? err.message : String(err)}${row ? ` (${describeRecord(row)})` : ""}\n`);
+const lostLine = (err: unknown, rows: number, row?: UsageRecord) =>
+  `${rows} usage record(s) lost: ${err instanceof Error ? err.message : String(err)}${row ? ` (${describeRecord(row)})` : ""}`;
+const lostToStderr: LostRows = (err, rows, row) => process.stderr.write(`gatewayz: ${lostLine(err, rows, row)}\n`);
 
 /** A row's fields that identify it without any secret (ids, never keys; no prompt), for the log of a lost row. */
 export function describeRecord(r: UsageRecord): string {
@@ -116,8 +117,7 @@ export interface UsageStoreOptions {
  */
 export function createUsageStore(db: Db, options: UsageStoreOptions = {}): UsageStore {
   const log = options.log ?? stderrLog;
-  const onLost: LostRows = options.onLost
-    ?? (options.log ? (err, rows, row) => log.error(`usage: ${rows} usage record(s) lost: ${err instanceof Error ? err.message : String(err)}${row ? ` (${describeRecord(row)})` : ""}`) : lostToStderr);
+  const onLost: LostRows = options.onLost ?? (options.log ? (err, rows, row) => log.error(`usage: ${lostLine(err, rows, row)}`) : lostToStderr);
   const writer = createUsageWriter(db, onLost);
   const buffer = createRetryBuffer(writer, {
     capacity: options.bufferRows ?? 10_000, log, firstMs: options.retryMs?.first, maxMs: options.retryMs?.max,

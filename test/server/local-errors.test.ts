@@ -110,6 +110,7 @@ describe("while what the upstream sends stays the upstream's failure", () => {
   it.each([
     ["a stream event that is not a chunk (data: null)", "stream", "data: null\n\ndata: [DONE]\n\n", SSE],
     ["a chunk whose choices are not objects", "stream", 'data: {"id":"x","choices":[null]}\n\ndata: [DONE]\n\n', SSE],
+    ["a chunk whose tool calls are not a list", "stream", 'data: {"id":"x","choices":[{"index":0,"delta":{"tool_calls":{"0":1}}}]}\n\ndata: [DONE]\n\n', SSE],
     ["a completion whose choices are not objects", "complete", '{"id":"x","object":"chat.completion","choices":[7]}', { "content-type": "application/json" }],
   ] as const)("%s: retryable, so the next provider answers, and the circuit counts it", async (_, call, body, headers) => {
     fakes["alibaba-cloud"]!.enqueue({ kind: "raw", status: 200, body, headers });

@@ -473,7 +473,8 @@ describe("--workers 2: keys without limits, usage rows and shutdown", () => {
   let sent = 0;
 
   beforeAll(async () => {
-    gw = await startGateway(fake, { RATE_LIMITS_KEY: "rpm=0,concurrent=0" }, {
+    // A short drain: the requests left hanging at SIGTERM are ended (shutting_down) rather than waited for.
+    gw = await startGateway(fake, { RATE_LIMITS_KEY: "rpm=0,concurrent=0", DRAIN_TIMEOUT_MS: "300" }, {
       free: {}, // no limit and no budget at any scope
       counted: { rpm: 1000 }, // limited: asks the primary
     });
@@ -522,7 +523,7 @@ describe("--workers 2: keys without limits, usage rows and shutdown", () => {
     }
   }, 15_000);
 
-  it("SIGTERM to the primary stops every worker cleanly (exit 0), and each flushed its usage rows: one per request", async () => {
+  it("SIGTERM to the primary drains every worker (exit 0), and each committed its usage rows: one per request", async () => {
     // Requests in flight on both workers when the signal comes.
     fake.onModel(MODEL, { kind: "hang" });
     const inFlight = Array.from({ length: 4 }, (_, i) => chat(gw, i % 2 ? gw.keys.free! : gw.keys.counted!).catch((err: Error) => err));
@@ -539,7 +540,8 @@ describe("--workers 2: keys without limits, usage rows and shutdown", () => {
       expect(gw.events.find((e) => e.ev === "exit" && e.pid === pid)).toMatchObject({ code: 0, signal: null });
       expect(isGone(pid)).toBe(true);
     }
-    expect(gw.log.filter((l) => l.includes("SIGTERM: shutting down"))).toHaveLength(1 + WORKERS);
+    expect(gw.log.filter((l) => l.includes("SIGTERM: draining"))).toHaveLength(1);
+    expect(gw.log.filter((l) => l.includes("the primary is stopping: draining"))).toHaveLength(WORKERS);
     await Promise.all(inFlight);
 
     const db = openDb(gw.dbPath);
@@ -548,6 +550,8 @@ describe("--workers 2: keys without limits, usage rows and shutdown", () => {
       const total = rows.reduce((n, r) => n + r.n, 0);
       expect(total, JSON.stringify(rows)).toBe(sent);
       expect(rows.find((r) => r.status === "ok")?.n).toBe(sent - 4);
+      // The four left hanging were ended by the drain's deadline, each with its row.
+      expect(rows.find((r) => r.status === "error")?.n).toBe(4);
     } finally {
       db.close();
     }
@@ -581,7 +585,7 @@ describe("--workers 2: shutdown when every process is signalled, or the primary 
     // at once, before main.ts's process.once("disconnect") can stop the app:
     // "the primary process exited: shutting down" is never logged, and the
     // requests in flight are dropped without a usage row.
-    const gw = await startGateway(fake, { RATE_LIMITS_KEY: "rpm=0,concurrent=0" }, { free: {} });
+    const gw = await startGateway(fake, { RATE_LIMITS_KEY: "rpm=0,concurrent=0", DRAIN_TIMEOUT_MS: "300" }, { free: {} });
     started.push(gw);
     const workers = gw.workers();
     fake.onModel(MODEL, { kind: "hang" });
@@ -591,7 +595,7 @@ describe("--workers 2: shutdown when every process is signalled, or the primary 
     await gw.exited;
     await waitFor(() => (workers.every(isGone) ? true : undefined), "the workers to exit", 10_000);
     await Promise.all(inFlight);
-    expect(gw.log.filter((l) => l.includes("the primary process exited: shutting down"))).toHaveLength(WORKERS);
+    expect(gw.log.filter((l) => l.includes("the primary process exited: draining"))).toHaveLength(WORKERS);
     const db = openDb(gw.dbPath);
     try {
       expect(db.prepare("SELECT COUNT(*) AS n FROM usage").get()).toEqual({ n: 4 });

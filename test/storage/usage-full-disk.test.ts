@@ -17,6 +17,7 @@ import { createLimitStore } from "../../src/storage/limits.js";
 import { createUsageStore, type UsageRecord, type UsageStore } from "../../src/storage/usage.js";
 import { fillDisk, freeDisk, usageRows } from "../support/full-disk.js";
 
+const NONE = { rpm: 0, tpm: 0, rpd: 0, concurrent: 0 };
 const dirs: string[] = [];
 const dbs: Db[] = [];
 
@@ -108,10 +109,20 @@ describe("rows the database refuses", () => {
   });
 
   it("past twice the capacity, rows are dropped, and the loss is logged at error with its count", async () => {
-    const { usage, logs } = fullStore(2);
-    await insertAll(usage, names("r", 7));
-    expect(usage.health()).toMatchObject({ buffered: 4, lost: 3 });
-    expect(logs.filter((l) => l.startsWith("error")).join("\n")).toMatch(/usage: 3 usage record\(s\) lost: 4 rows are already held \(the hard limit\)/);
+    const { usage, logs } = fullStore(600);
+    await insertAll(usage, names("r", 1_203));
+    expect(usage.health()).toMatchObject({ buffered: 1_200, lost: 3 });
+    expect(logs.filter((l) => l.startsWith("error")).join("\n")).toMatch(/usage: 3 usage record\(s\) lost: the retry buffer is at its hard limit of 1200 rows .*SQLITE_FULL/);
+  });
+
+  it("without a buffer (USAGE_BUFFER_ROWS=0) the store is unavailable from the first refused row, which is still kept", async () => {
+    const { db, usage } = fullStore(0);
+    expect(usage.available()).toBe(true);
+    await insertAll(usage, ["only"]);
+    expect(usage.health()).toMatchObject({ available: false, buffered: 1, lost: 0 });
+    freeDisk(db);
+    await until(() => usage.available(), "the store to be available again");
+    expect(namesOnDisk(db)).toEqual(["before", "only"]);
   });
 
   it("close() on a disk that is still full reports the held rows lost; on a freed disk it writes them", async () => {
@@ -158,4 +169,3 @@ describe("budgets while rows are held", () => {
   });
 });
 
-const NONE = { rpm: 0, tpm: 0, rpd: 0, concurrent: 0 };

@@ -51,6 +51,11 @@ export type Behaviour =
       usage?: { prompt_tokens: number; completion_tokens: number; cached_tokens?: number; reasoning_tokens?: number } | null;
       chunkDelayMs?: number;
       firstByteDelayMs?: number;
+      /**
+       * Answer at the next multiple of this many ms on the clock (instead of firstByteDelayMs), so
+       * the replies to concurrent requests leave together and reach the gateway in one burst.
+       */
+      alignMs?: number;
     }
   | { kind: "error"; status: number; message?: string; type?: string; code?: string | null; headers?: Record<string, string> }
   /** Any status, headers and body, sent verbatim (an HTML error page from a proxy, a plain-text 503, an empty body). */
@@ -77,7 +82,14 @@ export type Behaviour =
    */
   | { kind: "echo"; status: number; stream?: boolean; chunks?: number }
   /** A non-streaming reply whose 200 headers go out at once and whose body follows `bodyDelayMs` later. */
-  | { kind: "headers-then-body"; bodyDelayMs: number; content?: string };
+  | { kind: "headers-then-body"; bodyDelayMs: number; content?: string }
+  /**
+   * A long stream sent as fast as the reader takes it, honouring backpressure: `chunks`
+   * content chunks of `chunkBytes` characters, then a finish and `[DONE]`. `progress.sent`
+   * counts the chunks written so far, so a test can see how much of the answer the gateway
+   * has pulled (an SSE stream of the non-streaming kind is not served).
+   */
+  | { kind: "flood"; chunks: number; chunkBytes: number; progress: { sent: number } };
 
 export interface FakeUpstream {
   /** `http://127.0.0.1:${port}/compatible-mode/v1` */
@@ -261,6 +273,12 @@ function nonStreamingReply(res: ServerResponse, model: string, b: Reply): void {
   sendJson(res, 200, body);
 }
 
+/** How long a reply waits before its first byte: firstByteDelayMs, or until the next alignMs tick. */
+function firstByteDelay(b: Reply): number {
+  if (b.alignMs) return b.alignMs - (Date.now() % b.alignMs);
+  return b.firstByteDelayMs ?? 0;
+}
+
 async function streamingReply(x: Exchange, model: string, b: Reply, includeUsage: boolean): Promise<void> {
   const mk = chunkMaker(model, includeUsage);
   const toolCalls = b.toolCalls ?? [];
@@ -281,7 +299,7 @@ async function streamingReply(x: Exchange, model: string, b: Reply, includeUsage
   if (includeUsage && b.usage !== null) events.push(sse(mk.usage(b.usage ?? DEFAULT_USAGE)));
   events.push("data: [DONE]\n\n");
 
-  await x.pause(b.firstByteDelayMs ?? 0);
+  await x.pause(firstByteDelay(b));
   if (x.closed) return;
   startSse(x.res);
   for (let i = 0; i < events.length; i++) {
@@ -292,7 +310,7 @@ async function streamingReply(x: Exchange, model: string, b: Reply, includeUsage
 }
 
 /** The `stream-then-*` / `malformed` behaviours: role chunk + N content chunks, then the failure. */
-async function brokenStream(x: Exchange, model: string, b: Exclude<Behaviour, Reply | { kind: "error" | "raw" | "hang" | "reset" | "echo" | "headers-then-body" }>, includeUsage: boolean): Promise<void> {
+async function brokenStream(x: Exchange, model: string, b: Exclude<Behaviour, Reply | { kind: "error" | "raw" | "hang" | "reset" | "echo" | "headers-then-body" | "flood" }>, includeUsage: boolean): Promise<void> {
   const mk = chunkMaker(model, includeUsage);
   startSse(x.res);
   if (b.role !== false) x.write(sse(mk.choice({ role: "assistant", content: "" })));
@@ -315,6 +333,26 @@ async function brokenStream(x: Exchange, model: string, b: Exclude<Behaviour, Re
     case "stream-then-reset":
       return resetAfterFlush(x);
   }
+}
+
+async function flood(x: Exchange, model: string, b: Extract<Behaviour, { kind: "flood" }>, includeUsage: boolean): Promise<void> {
+  const mk = chunkMaker(model, includeUsage);
+  const text = "x".repeat(b.chunkBytes);
+  startSse(x.res);
+  for (let i = 0; i < b.chunks; i++) {
+    if (x.closed || x.res.destroyed) return;
+    const more = x.res.write(sse(mk.choice(i === 0 ? { role: "assistant", content: text } : { content: text })));
+    b.progress.sent = i + 1;
+    if (!more) await new Promise<void>((resolve) => {
+      const done = () => { x.res.off("drain", done); x.res.off("close", done); resolve(); };
+      x.res.on("drain", done);
+      x.res.on("close", done);
+    });
+  }
+  x.write(sse(mk.choice({}, "stop")));
+  if (includeUsage) x.write(sse(mk.usage(DEFAULT_USAGE)));
+  x.write("data: [DONE]\n\n");
+  x.end();
 }
 
 /** Destroys the connection once what was written reached the kernel (destroy() could discard it). */
@@ -550,13 +588,15 @@ export async function startFakeUpstream(
         return void res.end(b.body);
       case "reply":
         if (stream) return streamingReply(x, model, b, includeUsage);
-        await x.pause(b.firstByteDelayMs ?? 0);
+        await x.pause(firstByteDelay(b));
         if (!x.closed) nonStreamingReply(res, model, b);
         return;
       case "echo":
         return echoRequest(x, req, model, b);
       case "headers-then-body":
         return headersThenBody(x, model, b);
+      case "flood":
+        return flood(x, model, b, includeUsage);
       case "hang":
         return; // never respond; the close handler records the client's abort
       case "reset":

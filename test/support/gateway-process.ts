@@ -36,12 +36,22 @@ function freePort(): Promise<number> {
   });
 }
 
+export interface GatewayProcessOptions {
+  /** Command-line arguments, say `["--workers", "2"]`. */
+  readonly args?: readonly string[];
+  readonly env?: Readonly<Record<string, string>>;
+  /** A bundled entry point (test/support/gateway-bundle.ts) to run instead of src/main.ts through tsx. */
+  readonly entry?: string;
+}
+
 /**
- * Starts the gateway with `args` (say `["--workers", "2"]`), its Alibaba Cloud
- * upstream `fake`, and resolves once it logs that it listens. The child leads
- * a process group of its own (detached), so one signal reaches its workers too.
+ * Starts the gateway, its Alibaba Cloud upstream `fake`, on a fresh database
+ * file holding one client key, and resolves once it logs that it listens. The
+ * child leads a process group of its own (detached), so one signal reaches
+ * its workers too.
  */
-export async function startGatewayProcess(fake: FakeUpstream, args: string[] = [], env: Record<string, string> = {}): Promise<GatewayProcess> {
+export async function startGatewayProcess(fake: FakeUpstream, options: GatewayProcessOptions = {}): Promise<GatewayProcess> {
+  const { args = [], env = {}, entry } = options;
   const dir = mkdtempSync(join(tmpdir(), "gatewayz-process-"));
   const dbPath = join(dir, "gatewayz.db");
   const db = openDb(dbPath);
@@ -52,7 +62,7 @@ export async function startGatewayProcess(fake: FakeUpstream, args: string[] = [
     db.close();
   }
   const port = await freePort();
-  const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts", ...args], {
+  const child = spawn(process.execPath, [...(entry ? [entry] : ["--import", "tsx", "src/main.ts"]), ...args], {
     cwd: ROOT,
     detached: true,
     stdio: ["ignore", "pipe", "pipe"],
