@@ -26,14 +26,7 @@ export async function readJsonBody(req: Req, limits: BodyLimits): Promise<unknow
   }
   const declared = Number(req.headers["content-length"] ?? 0);
   if (declared > limits.maxBodyBytes) throw tooLarge(limits.maxBodyBytes);
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > limits.maxBodyBytes) throw tooLarge(limits.maxBodyBytes);
-    chunks.push(chunk);
-  }
-  const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+  const body = await readBody(req, limits.maxBodyBytes);
   // JSON.parse copes with any depth, but whatever walks the value next (the
   // upstream client serialising it) recurses: a deep body would fail there,
   // inside the provider call, and look like the provider's fault.
@@ -47,6 +40,44 @@ export async function readJsonBody(req: Req, limits: BodyLimits): Promise<unknow
   } catch {
     throw new GatewayError("invalid_request", "the request body is not valid JSON");
   }
+}
+
+/**
+ * The body, or a rejection once it passes `maxBytes`. Not `for await`:
+ * leaving that loop early destroys the request, and with it the connection
+ * (HTTP/1) or the stream (HTTP/2) the 413 must still go out on; here the
+ * request is only paused, and stopUnreadBody decides what happens to the rest.
+ */
+function readBody(req: Req, maxBytes: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const done = () => {
+      req.off("data", onData);
+      req.off("end", onEnd);
+      req.off("error", onGone);
+      req.off("close", onGone);
+    };
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= maxBytes) return void chunks.push(chunk);
+      done();
+      req.pause();
+      reject(tooLarge(maxBytes));
+    };
+    const onEnd = () => {
+      done();
+      resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
+    };
+    const onGone = () => {
+      done();
+      reject(new GatewayError("cancelled", "the client closed the connection before sending the whole body"));
+    };
+    req.on("data", onData);
+    req.once("end", onEnd);
+    req.once("error", onGone);
+    req.once("close", onGone);
+  });
 }
 
 function tooLarge(maxBytes: number): GatewayError {
@@ -86,10 +117,15 @@ const LINGER_MS = 2_000;
  */
 export function stopUnreadBody(req: Req, res: Res): void {
   if ("stream" in req) {
+    // Node's compatibility response always ends with trailers: once they are
+    // sent (its own 'wantTrailers' listener, registered first, has run) our
+    // side is complete. The reset waits a turn, so nghttp2 has written the
+    // answer's frames to the socket first (it would send a reset ahead of
+    // queued DATA, losing the answer).
     const stream = req.stream;
-    res.once("finish", () => {
+    stream.once("wantTrailers", () => setImmediate(() => {
       if (!stream.closed && !stream.readableEnded) stream.close(http2.constants.NGHTTP2_NO_ERROR);
-    });
+    }));
     return;
   }
   const socket = req.socket;
