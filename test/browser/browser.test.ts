@@ -57,6 +57,11 @@ describe("from a browser page on an allowed origin", () => {
     expect(r).toEqual({ text: "Hello from qwen-plus", provider: "alibaba-cloud", totalUsd: "0.000000125" });
   });
 
+  it("streams Chat over gRPC-Web's text mode with Google's grpc-web client (its default)", async () => {
+    const r = await page.evaluate(([url, key]) => window.gatewayz.googleGrpcWeb(url, key), [allowed.url, allowed.key] as const);
+    expect(r).toEqual({ text: "Hello from qwen-plus", provider: "alibaba-cloud", totalUsd: "0.000000125" });
+  });
+
   it("streams Chat over Connect", async () => {
     const r = await page.evaluate(([url, key]) => window.gatewayz.connect(url, key), [allowed.url, allowed.key] as const);
     expect(r).toEqual({ text: "Hello from qwen-plus", provider: "alibaba-cloud", totalUsd: "0.000000125" });

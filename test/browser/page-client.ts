@@ -2,8 +2,10 @@
 // calling the gateway from another origin, so CORS is exercised for real.
 import { createClient, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-web";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { GrpcWebClientBase, MethodDescriptor } from "grpc-web";
 import OpenAI from "openai";
-import { GatewayService } from "../../gen/gatewayz/v1/gateway_pb.js";
+import { ChatRequestSchema, ChatResponseSchema, GatewayService, type ChatRequest, type ChatResponse } from "../../gen/gatewayz/v1/gateway_pb.js";
 
 export interface ChatResult {
   text: string;
@@ -42,6 +44,27 @@ async function openai(baseUrl: string, key: string): Promise<ChatResult & { head
   return { text, provider: "", totalUsd: "", headerProvider: response.headers.get("x-gatewayz-provider") };
 }
 
+/** Google's grpc-web client in its default text mode (application/grpc-web-text), with protobuf-es doing the (de)serialising. */
+function googleGrpcWeb(baseUrl: string, key: string): Promise<ChatResult> {
+  const client = new GrpcWebClientBase({ format: "text" });
+  const method = new MethodDescriptor<ChatRequest, ChatResponse>("/gatewayz.v1.GatewayService/Chat", "server_streaming",
+    Object as never, Object as never, (r: ChatRequest) => toBinary(ChatRequestSchema, r), (b: Uint8Array) => fromBinary(ChatResponseSchema, b));
+  const request = create(ChatRequestSchema, { model: "qwen-plus", messages: [{ role: "user", content: "hi" }] });
+  const result: ChatResult = { text: "", provider: "", totalUsd: "" };
+  return new Promise((resolve, reject) => {
+    const stream = client.serverStreaming(`${baseUrl}/gatewayz.v1.GatewayService/Chat`, request, { authorization: `Bearer ${key}` }, method);
+    stream.on("data", (m: ChatResponse) => {
+      if (m.event.case === "delta") result.text += m.event.value.content;
+      if (m.event.case === "done") {
+        result.provider = m.event.value.provider;
+        result.totalUsd = m.event.value.cost?.totalUsd ?? "";
+      }
+    });
+    stream.on("error", (e: { code: number; message: string }) => reject(new Error(`grpc-web error ${e.code}: ${e.message}`)));
+    stream.on("end", () => resolve(result));
+  });
+}
+
 function show(label: string, value: unknown): void {
   const line = document.createElement("pre");
   line.textContent = `${label}: ${JSON.stringify(value)}`;
@@ -55,6 +78,7 @@ const api = {
   connect: (baseUrl: string, key: string) =>
     chat(createConnectTransport({ baseUrl, interceptors: [withKey(key)] })).then((r) => (show("Connect", r), r)),
   openai: (baseUrl: string, key: string) => openai(baseUrl, key).then((r) => (show("OpenAI SDK", r), r)),
+  googleGrpcWeb: (baseUrl: string, key: string) => googleGrpcWeb(baseUrl, key).then((r) => (show("grpc-web (Google, text mode)", r), r)),
 };
 
 declare global {
