@@ -43,12 +43,17 @@ const isResponseFormat = (v: unknown) => isObject(v) && typeof v.type === "strin
 
 /** The largest n OpenAI accepts. */
 export const MAX_N = 128;
+/**
+ * No model's context window is larger (qwen-long's 10M), so no answer can be:
+ * a bound that also catches a gRPC client's -5 arriving as uint32 4294967291.
+ */
+export const MAX_COMPLETION_TOKENS = 10_000_000;
 
 const RULES: readonly Rule[] = Object.freeze([
   { field: "temperature", ok: inRange(0, 2), wants: "a number from 0 to 2" },
   { field: "top_p", ok: inRange(0, 1), wants: "a number from 0 to 1" },
-  { field: "max_tokens", ok: positiveInteger, wants: "a positive integer" },
-  { field: "max_completion_tokens", ok: positiveInteger, wants: "a positive integer" },
+  { field: "max_tokens", ok: integerIn(1, MAX_COMPLETION_TOKENS), wants: `an integer from 1 to ${MAX_COMPLETION_TOKENS}` },
+  { field: "max_completion_tokens", ok: integerIn(1, MAX_COMPLETION_TOKENS), wants: `an integer from 1 to ${MAX_COMPLETION_TOKENS}` },
   { field: "n", ok: integerIn(1, MAX_N), wants: `an integer from 1 to ${MAX_N}` },
   { field: "presence_penalty", ok: inRange(-2, 2), wants: "a number from -2 to 2" },
   { field: "frequency_penalty", ok: inRange(-2, 2), wants: "a number from -2 to 2" },

@@ -49,7 +49,7 @@ describe("content parts", () => {
 const PARAMS: Array<[string, unknown[], unknown[]]> = [
   ["temperature", [0, 0.7, 2], ["x", -0.1, 2.01, Number.NaN, true]],
   ["top_p", [0, 0.5, 1], [1.5, -1, "1"]],
-  ["max_tokens", [1, 4096], [0, -5, 1.5, "100"]],
+  ["max_tokens", [1, 4096, 10_000_000], [0, -5, 1.5, "100", 10_000_001, 4294967291]],
   ["max_completion_tokens", [1, 100], [0, -1, 2.5]],
   ["n", [1, 128], [0, 129, 1_000_000, 1.5, "2"]],
   ["presence_penalty", [-2, 0, 2], [-2.5, 3, "0"]],

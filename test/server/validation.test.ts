@@ -80,6 +80,7 @@ describe("over gRPC", () => {
   it.each([
     ["temperature: 5", { temperature: 5 }, "temperature"],
     ["max_tokens: 0 (set, as proto3 optional says)", { max_tokens: 0 }, "max_tokens"],
+    ["max_tokens: 4294967291 (a client's -5 as uint32)", { max_tokens: 4294967291 }, "max_tokens"],
     ["thinking_budget: 0", { thinking_budget: 0 }, "thinking_budget"],
   ])("%s is INVALID_ARGUMENT naming the field, and nothing reaches the upstream", async (_, req, field) => {
     const err = await rpcError(req);
