@@ -87,14 +87,19 @@ function partFromProto(p: ContentPart): Record<string, unknown> {
 
 type Delta = ChatCompletionChunk.Choice.Delta & { reasoning_content?: string | null };
 
-/** The delta message for one upstream chunk, or undefined when it carries nothing. */
+/**
+ * The delta message for one upstream chunk, or undefined when it carries
+ * nothing. Every field is coerced to what the proto can carry: the chunk is
+ * the upstream's, and one field that failed to encode (a tool call `index`
+ * of -1) would end an answer already under way with INTERNAL.
+ */
 export function deltaFromChunk(chunk: ChatCompletionChunk): ChatResponse | undefined {
   const delta = chunk.choices[0]?.delta as Delta | undefined;
   if (!delta) return undefined;
-  const content = delta.content ?? "";
-  const reasoningContent = delta.reasoning_content ?? "";
+  const content = text(delta.content);
+  const reasoningContent = text(delta.reasoning_content);
   const toolCalls = (delta.tool_calls ?? []).map((t) => ({
-    index: t.index, id: t.id ?? "", type: t.type ?? "", name: t.function?.name ?? "", arguments: t.function?.arguments ?? "",
+    index: uint32(t.index), id: text(t.id), type: text(t.type), name: text(t.function?.name), arguments: text(t.function?.arguments),
   }));
   if (!content && !reasoningContent && !toolCalls.length) return undefined;
   return create(ChatResponseSchema, { event: { case: "delta", value: { content, reasoningContent, toolCalls } } });
@@ -103,13 +108,18 @@ export function deltaFromChunk(chunk: ChatCompletionChunk): ChatResponse | undef
 const UINT32_MAX = 0xffff_ffff;
 
 /**
- * A count as the proto's uint32 can carry it. Core usage is already clamped
- * far below this (core/usage.ts); this keeps a `done` message encodable
- * whatever a count is, since one that failed to encode would end an already
- * billed stream with INTERNAL.
+ * A number as the proto's uint32 can carry it. Core usage is already clamped
+ * far below this (core/usage.ts); this keeps `delta` and `done` messages
+ * encodable whatever an upstream sent, since one that failed to encode would
+ * end an already billed stream with INTERNAL.
  */
-function uint32(n: number): number {
-  return Number.isFinite(n) && n > 0 ? Math.min(Math.floor(n), UINT32_MAX) : 0;
+function uint32(n: unknown): number {
+  return typeof n === "number" && Number.isFinite(n) && n > 0 ? Math.min(Math.floor(n), UINT32_MAX) : 0;
+}
+
+/** A string field from upstream data: anything else (a number, an object, null) is "". */
+function text(v: unknown): string {
+  return typeof v === "string" ? v : "";
 }
 
 export function doneFromOutcome(o: ChatOutcome): ChatResponse {
@@ -118,14 +128,14 @@ export function doneFromOutcome(o: ChatOutcome): ChatResponse {
     event: {
       case: "done",
       value: {
-        id: o.id,
-        finishReason: o.finishReason,
+        id: text(o.id),
+        finishReason: text(o.finishReason),
         usage: {
           promptTokens: uint32(u.promptTokens), completionTokens: uint32(u.completionTokens), totalTokens: uint32(u.totalTokens),
           cachedTokens: uint32(u.cachedTokens), reasoningTokens: uint32(u.reasoningTokens),
         },
         cost: { promptUsd: o.cost.promptUsd, completionUsd: o.cost.completionUsd, totalUsd: o.cost.totalUsd },
-        model: o.upstreamModel,
+        model: text(o.upstreamModel),
         provider: o.provider,
         catalogModel: o.catalogModel.id,
         attempts: o.attempts,
