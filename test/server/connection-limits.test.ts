@@ -10,7 +10,9 @@ import http2 from "node:http2";
 import net from "node:net";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startFakeUpstream, type FakeUpstream } from "../support/fake-upstream.js";
 import { startTestGateway, type TestGateway } from "../support/gateway.js";
+import { startGatewayChild, type GatewayChild } from "../support/gateway-child.js";
 
 const LIMITS = {
   HEADERS_TIMEOUT_MS: "400",
@@ -198,4 +200,41 @@ describe("MAX_CONNECTIONS", () => {
     const reply = await client.chat.completions.create({ model: "qwen-plus", messages: [{ role: "user", content: "hi" }] });
     expect(reply.choices[0]!.message.content).toBe("Hello from qwen-plus");
   });
+});
+
+describe("with a 512-descriptor limit and 490 silent sockets (the flood that once made the gateway unreachable)", () => {
+  let fake: FakeUpstream;
+  let child: GatewayChild;
+  beforeAll(async () => {
+    fake = await startFakeUpstream();
+    // The default cap is half the descriptor limit less 32: 224 here.
+    child = await startGatewayChild(fake, {
+      command: ["bash", "-c", `ulimit -n 512 && exec "${process.execPath}" --import tsx src/main.ts`],
+      env: { HEADERS_TIMEOUT_MS: "3000", RATE_LIMITS_KEY: "rpm=0,concurrent=0" },
+    });
+  }, 30_000);
+  afterAll(async () => {
+    child?.dispose();
+    await fake?.close();
+  });
+
+  it("stays up, refuses talking clients clearly while the flood holds its connections, and serves again once the flood is cut", async () => {
+    const flood = await Promise.all(Array.from({ length: 490 }, () => new Promise<net.Socket>((resolve) => {
+      const s = net.connect(child.port, "127.0.0.1", () => resolve(s));
+      s.on("error", () => resolve(s));
+    })));
+    // Connections past the cap's refusal slots are cut at once; silent ones in the slots after 2 s.
+    await new Promise((r) => setTimeout(r, 2_500));
+    const client = new OpenAI({ apiKey: child.key, baseURL: `${child.url}/v1`, maxRetries: 0 });
+    const chat = () => client.chat.completions.create({ model: "qwen-plus", messages: [{ role: "user", content: "hi" }] });
+    const refused = await chat().catch((e: unknown) => e);
+    expect((refused as InstanceType<typeof OpenAI.APIError>).status).toBe(503);
+    expect((refused as InstanceType<typeof OpenAI.APIError>).code).toBe("too_many_connections");
+    // HEADERS_TIMEOUT_MS cuts the silent ones that held the cap; then the gateway answers.
+    await new Promise((r) => setTimeout(r, 1_500));
+    expect((await chat()).choices[0]!.message.content).toBe("Hello from qwen-plus");
+    expect(child.running()).toBe(true);
+    expect(child.output()).not.toMatch(/EMFILE|uncaught|RangeError/i);
+    for (const s of flood) s.destroy();
+  }, 20_000);
 });
