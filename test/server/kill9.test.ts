@@ -20,7 +20,7 @@ import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startFakeUpstream, type FakeUpstream } from "../support/fake-upstream.js";
 import { bundleGateway, type GatewayBundle } from "../support/gateway-bundle.js";
-import { startGatewayProcess, type GatewayProcess } from "../support/gateway-process.js";
+import { startGatewayChild, type GatewayChild } from "../support/gateway-child.js";
 
 const CONCURRENCY = 32;
 /** The upstream's beat: every reply leaves on a multiple of it. */
@@ -62,7 +62,7 @@ async function oneRequest(client: OpenAI, streaming: boolean): Promise<boolean> 
 }
 
 /** CONCURRENCY loops of back-to-back requests until `stop()`; counts the answers clients saw complete. */
-function load(g: GatewayProcess) {
+function load(g: GatewayChild) {
   const client = new OpenAI({ apiKey: g.key, baseURL: `${g.url}/v1`, maxRetries: 0, timeout: 10_000 });
   let answered = 0;
   let stopped = false;
@@ -102,18 +102,22 @@ function afterBeat(offsetMs: number): Promise<void> {
 
 /** Starts the gateway, loads it for about `loadMs`, SIGKILLs it `offsetMs` into a burst of replies, and counts. */
 async function round(args: string[], loadMs: number, offsetMs: number): Promise<Round> {
-  const g = await startGatewayProcess(fake, { args, entry: bundle.entry });
+  const g = await startGatewayChild(fake, { command: [process.execPath, bundle.entry, ...args] });
+  const kill9 = async () => {
+    g.kill(); // the whole process group: the primary and its workers
+    await g.exited;
+  };
   try {
     const traffic = load(g);
     await new Promise((r) => setTimeout(r, loadMs));
     await afterBeat(offsetMs);
-    await g.kill9();
+    await kill9();
     // Answers already on their way when the kill landed count too: the gateway sent them.
     await traffic.stop();
     return { answered: traffic.answered(), rows: rowsIn(g.dbPath) };
   } finally {
-    await g.kill9();
-    g.remove();
+    await kill9();
+    g.dispose();
   }
 }
 

@@ -14,7 +14,6 @@ import * as protoLoader from "@grpc/proto-loader";
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import http from "node:http";
-import net, { type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
@@ -24,6 +23,7 @@ import { createKeyStore } from "../../src/storage/keys.js";
 import { createLimitStore } from "../../src/storage/limits.js";
 import { createUsageStore } from "../../src/storage/usage.js";
 import { startFakeUpstream, type FakeUpstream } from "../support/fake-upstream.js";
+import { freePort } from "../support/gateway-child.js";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 const PROBE = "./test/support/cluster-probe.ts";
@@ -58,17 +58,6 @@ interface Gateway {
   workerFor(clientPort: number): Promise<number>;
   /** Kills whatever is left (primary and workers), by pid. */
   kill(): void;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 /** Polls `check` until it returns a value. */
