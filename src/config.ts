@@ -1,5 +1,5 @@
-import { existsSync, readFileSync } from "node:fs";
-import { parseEnv } from "node:util";
+import { readFileSync } from "node:fs";
+import { definedOnly, flag, headers, integer, list, onOff, positive, readEnvFile, type Env } from "./config-values.js";
 import { isLogLevel, type LogLevel } from "./log.js";
 import { PRIORITY, PROVIDERS, type PhaseTimeouts, type ProviderRow } from "./providers/table.js";
 
@@ -99,16 +99,6 @@ export interface LimitDefaults {
   readonly concurrent: number;
 }
 
-type Env = Readonly<Record<string, string | undefined>>;
-
-function onOff(env: Env, name: string, fallback: boolean): boolean {
-  const v = env[name]?.trim().toLowerCase();
-  if (v === undefined || v === "") return fallback;
-  if (v === "on" || v === "true" || v === "1") return true;
-  if (v === "off" || v === "false" || v === "0") return false;
-  throw new Error(`${name} must be on or off, got ${env[name]}`);
-}
-
 /**
  * Reads configuration once, at the edge: the process environment wins over a
  * `.env` file (ENV_FILE, default ./.env). Invalid values throw with the
@@ -180,12 +170,6 @@ function defaultMaxConnections(): number {
   }
   if (soft === undefined || !Number.isFinite(soft)) return 4096;
   return Math.min(16_384, Math.max(64, Math.floor(soft / 2) - 32));
-}
-
-function positive(env: Env, name: string, fallback: number): number {
-  const n = integer(env, name, fallback);
-  if (n === 0) throw new Error(`${name} must be a positive integer, got 0`);
-  return n;
 }
 
 /** `rpm=60,tpm=100000,rpd=5000,concurrent=8`; fields not named keep their default. */
@@ -273,51 +257,3 @@ function failoverConfig(env: Env): FailoverConfig {
   });
 }
 
-function flag(env: Env, name: string, fallback: boolean): boolean {
-  const raw = env[name]?.trim().toLowerCase();
-  if (raw === undefined || raw === "") return fallback;
-  if (["1", "true", "yes", "on"].includes(raw)) return true;
-  if (["0", "false", "no", "off"].includes(raw)) return false;
-  throw new Error(`${name} must be true or false, got ${raw}`);
-}
-
-function readEnvFile(path: string): Record<string, string> {
-  if (!existsSync(path)) return {};
-  return parseEnv(readFileSync(path, "utf8")) as Record<string, string>;
-}
-
-function definedOnly(env: Env): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(env)) if (v !== undefined) out[k] = v;
-  return out;
-}
-
-function integer(env: Env, name: string, fallback: number): number {
-  const raw = env[name];
-  if (raw === undefined || raw === "") return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 0) throw new Error(`${name} must be a non-negative integer, got ${raw}`);
-  return n;
-}
-
-function list(raw: string): string[] {
-  return raw.split(",").map((s) => s.trim()).filter(Boolean);
-}
-
-/** `Name: value; Other: value` or a JSON object. */
-function headers(env: Env, name: string): Record<string, string> {
-  const raw = env[name]?.trim();
-  if (!raw) return {};
-  if (raw.startsWith("{")) {
-    const parsed: unknown = JSON.parse(raw);
-    if (typeof parsed !== "object" || parsed === null) throw new Error(`${name} must be a JSON object`);
-    return Object.fromEntries(Object.entries(parsed).map(([k, v]) => [k, String(v)]));
-  }
-  const out: Record<string, string> = {};
-  for (const pair of raw.split(";")) {
-    const at = pair.indexOf(":");
-    if (at <= 0) throw new Error(`${name} must look like "Name: value; Other: value", got ${raw}`);
-    out[pair.slice(0, at).trim()] = pair.slice(at + 1).trim();
-  }
-  return out;
-}
