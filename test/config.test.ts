@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -58,5 +58,24 @@ describe("configuration", () => {
     expect(() => loadConfig({ ...NO_FILE, PORT: "eighty" })).toThrow(/PORT must be a non-negative integer/);
     expect(() => loadConfig({ ...NO_FILE, LOG_LEVEL: "loud" })).toThrow(/LOG_LEVEL/);
     expect(() => loadConfig({ ...NO_FILE, ALIBABA_CLOUD_HEADERS: "nocolon" })).toThrow(/ALIBABA_CLOUD_HEADERS/);
+  });
+});
+
+describe("server bounds", () => {
+  it("bound every phase by default, and take the connection cap from the descriptor limit", () => {
+    const { server } = loadConfig(NO_FILE);
+    expect(server).toMatchObject({
+      headersTimeoutMs: 10_000, requestTimeoutMs: 30_000, keepAliveTimeoutMs: 65_000, http2IdleTimeoutMs: 300_000,
+      http2MaxStreams: 1_000, sendTimeoutMs: 60_000, maxJsonDepth: 64, authFailuresPerMinute: 60, drainTimeoutMs: 30_000,
+    });
+    const soft = Number(readFileSync("/proc/self/limits", "utf8").split("\n").find((l) => l.startsWith("Max open files"))!.split(/\s{2,}/)[1]);
+    expect(server.maxConnections).toBe(Math.min(16_384, Math.max(64, Math.floor(soft / 2) - 32)));
+  });
+
+  it("are set by their variables, and a timeout of 0 (no bound) is refused", () => {
+    expect(loadConfig({ ...NO_FILE, MAX_CONNECTIONS: "5", DRAIN_TIMEOUT_MS: "0", AUTH_FAILURES_PER_MINUTE: "0" }).server)
+      .toMatchObject({ maxConnections: 5, drainTimeoutMs: 0, authFailuresPerMinute: 0 });
+    expect(() => loadConfig({ ...NO_FILE, HEADERS_TIMEOUT_MS: "0" })).toThrow("HEADERS_TIMEOUT_MS must be a positive integer, got 0");
+    expect(() => loadConfig({ ...NO_FILE, SEND_TIMEOUT_MS: "soon" })).toThrow("SEND_TIMEOUT_MS must be a non-negative integer, got soon");
   });
 });
