@@ -48,6 +48,8 @@ export interface App {
 
 /** After a drain's deadline, how long the requests it ended get to write their errors and rows. */
 const END_GRACE_MS = 5_000;
+/** How long a drain leaves idle HTTP/1 keep-alive connections open for requests already sent on them. */
+const IDLE_GRACE_MS = 500;
 
 /** Builds the gateway from configuration and listens. Nothing happens at import. */
 export interface AppOptions {
@@ -86,7 +88,7 @@ export async function startApp(config: Config, baseLog: Logger, options: AppOpti
   if (!config.adminKey && keys.countAdminKeys() === 0) {
     log.warn("no admin key yet: create one with `npx gatewayz keys create --admin --user admin --name root`, or set GATEWAYZ_ADMIN_KEY");
   }
-  const requests = createRequests(() => { if (listener.draining) listener.closeIdle(); });
+  const requests = createRequests();
   const readiness = createReadiness();
   readiness.set("usage_store_unavailable", !usage.available());
   usage.onAvailabilityChange((available) => readiness.set("usage_store_unavailable", !available));
@@ -112,13 +114,22 @@ export async function startApp(config: Config, baseLog: Logger, options: AppOpti
    * (shutting_down) with their upstreams aborted; every usage row is
    * committed before the database closes.
    */
+  let hurried: () => void = () => {};
+  const hurry = new Promise<void>((resolve) => (hurried = resolve));
   const drainAndClose = async () => {
     readiness.set("draining", true);
     handler.draining();
     listener.stopAccepting();
     const ms = config.server.drainTimeoutMs;
+    const deadline = Date.now() + ms;
     if (requests.inFlight) log.info(`draining: ${requests.inFlight} request(s) in flight; waiting up to ${ms} ms`);
-    if (!(await requests.idle(ms))) {
+    // An idle keep-alive connection is closed only after a moment: a request
+    // already on its way over it is then answered (with `connection: close`)
+    // instead of meeting a reset; a busy one closes after its answer.
+    const grace = Math.min(IDLE_GRACE_MS, ms);
+    await Promise.race([new Promise((r) => setTimeout(r, grace)), hurry]);
+    listener.closeIdle();
+    if (!(await requests.idle(Math.max(0, deadline - Date.now())))) {
       log.warn(`ending ${requests.inFlight} request(s) still in flight: the gateway is shutting down`);
       requests.abortAll(new GatewayError("shutting_down", "the gateway is shutting down; retry on another instance"));
       // Each ends its answer and records its row; bounded, in case an upstream ignores its abort.
@@ -137,7 +148,10 @@ export async function startApp(config: Config, baseLog: Logger, options: AppOpti
       return listener.connections;
     },
     close: () => (closing ??= drainAndClose()),
-    hurry: () => requests.hurry(),
+    hurry: () => {
+      hurried();
+      requests.hurry();
+    },
   };
 }
 

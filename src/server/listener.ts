@@ -14,12 +14,12 @@ export interface Listener {
   listen(port: number, host: string): Promise<AddressInfo>;
   /**
    * The start of a drain: the port stops accepting, HTTP/2 sessions get
-   * GOAWAY (their open streams run on), idle HTTP/1 connections close, and
-   * from now on every HTTP/1 answer closes its connection.
+   * GOAWAY (their open streams run on), and from now on every HTTP/1 answer
+   * closes its connection.
    */
   stopAccepting(): void;
   readonly draining: boolean;
-  /** Closes HTTP/1 connections with no request in progress (called as answers end during a drain). */
+  /** Closes HTTP/1 connections with no request in progress. */
   closeIdle(): void;
   /** Whether the request came on a connection over MAX_CONNECTIONS: it is answered with a refusal. */
   overCapacity(req: Req): boolean;
@@ -133,7 +133,6 @@ export function createListener(handler: RequestHandler, limits: ServerLimits): L
       draining = true;
       tcp.close();
       sessions.closeAll();
-      h1.closeIdleConnections();
     },
     get draining() {
       return draining;

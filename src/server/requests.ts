@@ -33,7 +33,7 @@ export interface Requests {
   hurry(): void;
 }
 
-export function createRequests(onEnd: () => void = () => {}): Requests {
+export function createRequests(): Requests {
   const live = new Set<AbortController>();
   const waiters = new Set<(hurry: boolean) => void>();
   let hurried = false;
@@ -50,7 +50,6 @@ export function createRequests(onEnd: () => void = () => {}): Requests {
       const release = () => {
         if (--pending > 0) return;
         live.delete(controller);
-        onEnd();
         if (live.size === 0) wakeAll(false);
       };
       res.once("close", () => {

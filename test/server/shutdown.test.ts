@@ -455,6 +455,31 @@ describe("readiness during a drain", () => {
   }, 30_000);
 });
 
+describe("keep-alive connections during a drain", () => {
+  it("a request sent on an idle keep-alive connection just after the signal is answered (with connection: close), not met with a reset", async () => {
+    const g = await start(1, { DRAIN_TIMEOUT_MS: "5000" });
+    const socket = net.connect(g.port, "127.0.0.1");
+    await new Promise((resolve) => socket.once("connect", resolve));
+    let received = "";
+    socket.on("data", (d: Buffer) => (received += d.toString("latin1")));
+    const closed = new Promise<string>((resolve) => { socket.on("error", (e: NodeJS.ErrnoException) => resolve(e.code ?? "error")); socket.once("close", () => resolve("closed")); });
+    const request = "GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + g.key + "\r\n\r\n";
+    socket.write(request);
+    await expect.poll(() => received.includes("\r\n\r\n") && received.includes('"object":"list"')).toBe(true);
+    const first = received;
+    expect(first).not.toMatch(/connection: close/i);
+    // A pooled connection, idle at the signal, that the client picks for its next request at once.
+    g.signal("SIGTERM");
+    await new Promise((r) => setTimeout(r, 50));
+    socket.write(request);
+    expect(await closed).toBe("closed");
+    const second = received.slice(first.length);
+    expect(second).toMatch(/^HTTP\/1\.1 200/);
+    expect(second).toMatch(/connection: close/i);
+    await expectCleanExit(g, await g.exited);
+  }, 30_000);
+});
+
 // ---------------------------------------------------------------- npm start
 
 describe("npm start", () => {
