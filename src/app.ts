@@ -116,6 +116,26 @@ export async function startApp(config: Config, baseLog: Logger, options: AppOpti
    */
   let hurried: () => void = () => {};
   const hurry = new Promise<void>((resolve) => (hurried = resolve));
+  /**
+   * Waits until nothing is in flight and no HTTP/1 connection is left idle,
+   * or the deadline; false if requests are still running then. An idle
+   * keep-alive connection is closed only after a moment (IDLE_GRACE_MS): a
+   * request already on its way over it is then answered, with `connection:
+   * close`, instead of meeting a reset. An answer begun before the drain
+   * leaves its connection idle when it ends, so the wait repeats while
+   * requests were in flight at the last close.
+   */
+  const settle = async (deadline: number): Promise<boolean> => {
+    for (;;) {
+      if (listener.connections > 0) {
+        await Promise.race([new Promise((r) => setTimeout(r, Math.min(IDLE_GRACE_MS, Math.max(0, deadline - Date.now())))), hurry]);
+      }
+      listener.closeIdle();
+      const busy = requests.inFlight > 0;
+      if (!(await requests.idle(Math.max(0, deadline - Date.now())))) return false;
+      if (!busy || Date.now() >= deadline || requests.ending) return true;
+    }
+  };
   const drainAndClose = async () => {
     readiness.set("draining", true);
     handler.draining();
@@ -123,13 +143,7 @@ export async function startApp(config: Config, baseLog: Logger, options: AppOpti
     const ms = config.server.drainTimeoutMs;
     const deadline = Date.now() + ms;
     if (requests.inFlight) log.info(`draining: ${requests.inFlight} request(s) in flight; waiting up to ${ms} ms`);
-    // An idle keep-alive connection is closed only after a moment: a request
-    // already on its way over it is then answered (with `connection: close`)
-    // instead of meeting a reset; a busy one closes after its answer.
-    const grace = Math.min(IDLE_GRACE_MS, ms);
-    await Promise.race([new Promise((r) => setTimeout(r, grace)), hurry]);
-    listener.closeIdle();
-    if (!(await requests.idle(Math.max(0, deadline - Date.now())))) {
+    if (!(await settle(deadline))) {
       log.warn(`ending ${requests.inFlight} request(s) still in flight: the gateway is shutting down`);
       requests.abortAll(new GatewayError("shutting_down", "the gateway is shutting down; retry on another instance"));
       // Each ends its answer and records its row; bounded, in case an upstream ignores its abort.

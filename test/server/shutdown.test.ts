@@ -478,6 +478,26 @@ describe("keep-alive connections during a drain", () => {
     expect(second).toMatch(/connection: close/i);
     await expectCleanExit(g, await g.exited);
   }, 30_000);
+  it("an answer begun before the signal and ending after the first grace: a request sent on its connection right after is answered too", async () => {
+    const g = await start(1, { DRAIN_TIMEOUT_MS: "10000" });
+    fake.onModel(STREAM_MODEL, { kind: "reply", content: CONTENT, firstByteDelayMs: 100, chunkDelayMs: 60 }); // about 1.5 s
+    const socket = net.connect(g.port, "127.0.0.1");
+    await new Promise((resolve) => socket.once("connect", resolve));
+    let received = "";
+    socket.on("data", (d: Buffer) => (received += d.toString("latin1")));
+    const closed = new Promise<string>((resolve) => { socket.on("error", (e: NodeJS.ErrnoException) => resolve(e.code ?? "error")); socket.once("close", () => resolve("closed")); });
+    const body = JSON.stringify({ model: STREAM_MODEL, messages: [{ role: "user", content: "hi" }], stream: true });
+    socket.write(`POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${g.key}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+    await expect.poll(() => received.includes("data: ")).toBe(true);
+    g.signal("SIGTERM");
+    // The stream ends well after the drain's first grace; the client reuses the connection at once.
+    await expect.poll(() => received.includes("data: [DONE]") && received.endsWith("0\r\n\r\n"), { timeout: 5_000 }).toBe(true);
+    const first = received.length;
+    socket.write(`GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${g.key}\r\n\r\n`);
+    expect(await closed).toBe("closed");
+    expect(received.slice(first)).toMatch(/^HTTP\/1\.1 200[\s\S]*connection: close/i);
+    await expectCleanExit(g, await g.exited);
+  }, 30_000);
 });
 
 // ---------------------------------------------------------------- npm start
