@@ -17,11 +17,18 @@ export interface Options {
   recording: boolean;
   /** Run every path once more with V8's heap capped, for peak RSS. */
   memoryCap: boolean;
+  /** Also measure this tree's gateway against the one built from this git ref (bench/against.ts). */
+  against?: string;
+  /** Only that comparison: no direct runs, cold starts or other comparisons. */
+  onlyAgainst: boolean;
+  /** The title of its section in RESULTS.md: "<label>: this tree against <commit>". */
+  againstLabel: string;
 }
 
 export const USAGE = `usage: npm run bench -- [--quick] [--paths shim,shim-stream,grpc,connect] [--concurrency 1,16,64,256]
                           [--seconds S] [--rounds N] [--profiles zero,llm] [--cold-starts N]
                           [--workers N] [--no-recording] [--no-memory-cap]
+                          [--against REF [--only-against] [--against-label TEXT]]
 
   --quick         concurrency 1 and 256, 1 s per run: about two minutes
   --paths         which paths to measure (default: all four)
@@ -33,6 +40,11 @@ export const USAGE = `usage: npm run bench -- [--quick] [--paths shim,shim-strea
   --workers       also measure a gateway started with WORKERS=N at the largest concurrency (default 2; 1 skips)
   --no-recording  skip the usage recording on/off comparison (zero profile, shim non-streaming)
   --no-memory-cap skip the run with V8's heap capped (--max-old-space-size=96), for peak RSS
+  --against       also build REF (a commit, tag or branch) in a temporary git worktree and run the same
+                  load through its gateway and this tree's, interleaved: zero at c=64 on every path, llm
+                  at c=256 on the streaming ones (its own section of RESULTS.md)
+  --only-against  that comparison alone (about 5 min; its rounds default to 5, its runs to 3 s)
+  --against-label the title of that section, "<label>: this tree against <commit>" (default "Cost")
 `;
 
 function list<T extends string>(value: string, allowed: readonly T[], flag: string): T[] {
@@ -61,6 +73,9 @@ export function parseOptions(argv: string[]): Options {
       workers: { type: "string" },
       "no-recording": { type: "boolean" },
       "no-memory-cap": { type: "boolean" },
+      against: { type: "string" },
+      "only-against": { type: "boolean" },
+      "against-label": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -69,18 +84,24 @@ export function parseOptions(argv: string[]): Options {
     process.exit(0);
   }
   const quick = values.quick === true;
-  const rounds = values.rounds ? positive(values.rounds, "rounds") : 2;
+  const onlyAgainst = values["only-against"] === true;
+  if (onlyAgainst && !values.against) throw new Error("--only-against: needs --against REF");
+  // The comparison alone affords more rounds: its spread is what says whether a difference is real.
+  const rounds = values.rounds ? positive(values.rounds, "rounds") : onlyAgainst ? 5 : 2;
   if (rounds < 2) throw new Error("--rounds: at least 2 (direct and gateway are interleaved, at least twice)");
   return {
     quick,
     paths: values.paths ? list(values.paths, PATH_IDS, "paths") : [...PATH_IDS],
     concurrency: values.concurrency ? values.concurrency.split(",").map((c) => positive(c, "concurrency")) : quick ? [1, 256] : [1, 16, 64, 256],
-    seconds: values.seconds ? positive(values.seconds, "seconds", false) : quick ? 1 : 2.5,
+    seconds: values.seconds ? positive(values.seconds, "seconds", false) : onlyAgainst ? 3 : quick ? 1 : 2.5,
     rounds,
     profiles: values.profiles ? list(values.profiles, ["zero", "llm"] as const, "profiles") : ["zero", "llm"],
     coldStarts: values["cold-starts"] ? positive(values["cold-starts"], "cold-starts") : 3,
     workers: values.workers ? positive(values.workers, "workers") : 2,
     recording: values["no-recording"] !== true,
     memoryCap: values["no-memory-cap"] !== true,
+    ...(values.against ? { against: values.against } : {}),
+    onlyAgainst,
+    againstLabel: values["against-label"] ?? "Cost",
   };
 }

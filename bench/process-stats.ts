@@ -58,10 +58,11 @@ export function ticksToUs(ticks: number): number {
 }
 
 /**
- * A `Vm*` line of /proc/<pid>/status, in MiB (VmHWM: peak RSS since start; VmRSS: now),
+ * A line of /proc/<pid>/status, in MiB (VmHWM: peak RSS since start; VmRSS: now; RssAnon: the
+ * anonymous part of VmRSS, heaps and stacks without the mapped files),
  * summed over the process and its descendants (for VmHWM an upper bound: the peaks may not coincide).
  */
-export function vmMiB(pid: number, field: "VmHWM" | "VmRSS"): number {
+export function vmMiB(pid: number, field: "VmHWM" | "VmRSS" | "RssAnon"): number {
   let total = 0;
   for (const p of processTree(pid)) {
     try {
@@ -152,4 +153,16 @@ export async function quiesce(pid: number, maxMs = 5000): Promise<number> {
     last = now;
   }
   return ticksToUs(cpuTicks(pid) - start);
+}
+
+/**
+ * The machine's busy CPU time (the "cpu" line of /proc/stat: everything but idle and iowait,
+ * steal included), in clock ticks. Less the benchmark's own processes, it is what others ran
+ * meanwhile (other processes, or the hypervisor's other guests): a disturbed run shows there.
+ */
+export function machineBusyTicks(): number {
+  const line = readFileSync("/proc/stat", "utf8").split("\n", 1)[0]!;
+  // cpu user nice system idle iowait irq softirq steal guest guest_nice (guest is inside user already)
+  const [user, nice, system, , , irq, softirq, steal] = line.trim().split(/\s+/).slice(1).map(Number);
+  return user! + nice! + system! + irq! + softirq! + steal!;
 }

@@ -110,10 +110,14 @@ export async function startFake(): Promise<Fake> {
   };
 }
 
-/** Creates a client key with the CLI, against the gateway's database, before it starts. */
-export function createKey(dbPath: string): string {
-  const out = execFileSync(process.execPath, [join(ROOT, "dist/src/cli.js"), "--db", dbPath, "keys", "create", "--user", "bench", "--name", "bench", "--json"], {
-    cwd: ROOT, encoding: "utf8",
+/**
+ * Creates a client key with the CLI, against the gateway's database, before it starts.
+ * `root`: the tree whose CLI runs (another commit's build must create its own database:
+ * an older gateway refuses a newer schema).
+ */
+export function createKey(dbPath: string, root = ROOT): string {
+  const out = execFileSync(process.execPath, [join(root, "dist/src/cli.js"), "--db", dbPath, "keys", "create", "--user", "bench", "--name", "bench", "--json"], {
+    cwd: root, encoding: "utf8",
   });
   return (JSON.parse(out) as { key: string }).key;
 }
@@ -132,7 +136,22 @@ export interface Gateway {
   coldStartMs: number;
   /** The last lines the gateway wrote to stdout/stderr. */
   logTail(): string;
+  /** Sends a signal to the gateway process (the primary, with WORKERS). */
+  kill(signal: NodeJS.Signals): void;
+  /** Resolves when the process has exited. */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   stop(): Promise<void>;
+}
+
+export interface GatewayOptions {
+  nodeArgs?: string[];
+  env?: Record<string, string>;
+  /** The script, relative to `root` (default dist/gatewayz.mjs). */
+  entry?: string;
+  /** The tree the gateway runs from (default this one; bench --against builds another commit's). */
+  root?: string;
+  /** Everything the gateway writes to stdout and stderr, as it comes (e.g. --trace-gc lines). */
+  onOutput?: (text: string) => void;
 }
 
 /** One POST, no pooling; resolves with the status code (0 when the connection failed). */
@@ -152,11 +171,12 @@ function postOnce(port: number, path: string, headers: Record<string, string>, b
  * Spawns `node dist/gatewayz.mjs` and polls a chat completion every 5 ms until one
  * succeeds: that time is the cold start.
  */
-export async function startGateway(env: GatewayEnv, key: string, extra: { nodeArgs?: string[]; env?: Record<string, string>; entry?: string } = {}, timeoutMs = 20_000): Promise<Gateway> {
+export async function startGateway(env: GatewayEnv, key: string, extra: GatewayOptions = {}, timeoutMs = 20_000): Promise<Gateway> {
   const port = await freePort();
   const started = performance.now();
-  const child = track(spawn(process.execPath, [...(extra.nodeArgs ?? []), join(ROOT, extra.entry ?? "dist/gatewayz.mjs")], {
-    cwd: ROOT,
+  const root = extra.root ?? ROOT;
+  const child = track(spawn(process.execPath, [...(extra.nodeArgs ?? []), join(root, extra.entry ?? "dist/gatewayz.mjs")], {
+    cwd: root,
     stdio: ["ignore", "pipe", "pipe"],
     env: {
       PATH: process.env.PATH ?? "/usr/bin:/bin",
@@ -173,7 +193,12 @@ export async function startGateway(env: GatewayEnv, key: string, extra: { nodeAr
     },
   }));
   let tail = "";
-  const keep = (b: Buffer) => { tail = (tail + b.toString()).slice(-4000); };
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
+  const keep = (b: Buffer) => {
+    const text = b.toString();
+    tail = (tail + text).slice(-4000);
+    extra.onOutput?.(text);
+  };
   child.stdout!.on("data", keep);
   child.stderr!.on("data", keep);
   const headers = { authorization: `Bearer ${key}`, "content-type": "application/json" };
@@ -191,6 +216,8 @@ export async function startGateway(env: GatewayEnv, key: string, extra: { nodeAr
     port,
     coldStartMs: performance.now() - started,
     logTail: () => tail,
+    kill: (signal) => { child.kill(signal); },
+    exited,
     stop: () => stopChild(child),
   };
 }

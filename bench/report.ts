@@ -6,7 +6,11 @@ import { join } from "node:path";
 import type { Profile } from "./fake-upstream.js";
 import type { Options } from "./options.js";
 import { PATH_TITLES, type PathId } from "./paths.js";
+import { findSection, spliceSection } from "./sections.js";
 import type { LoadResult } from "./stats.js";
+
+/** The name of the --against comparison's section in RESULTS.md (bench/against-report.ts writes it). */
+export const AGAINST_SECTION = "against";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 
@@ -31,6 +35,8 @@ export interface RunRecord extends LoadResult {
   gatewayAfterCpuUs: number;
   fakeCpuUs: number;
   loadgenCpuUs: number;
+  /** The machine's busy CPU over the run less the gateway's, the fake's and the load generator's (absent in older JSON). */
+  otherCpuUs?: number;
   /** Largest VmRSS sampled during the run (gateway side only). */
   gatewayRssMaxMiB?: number;
 }
@@ -351,9 +357,16 @@ ${extra}
   return { summary: doc, doc: `${doc}\n${METHOD}\n` };
 }
 
+/** Writes RESULTS.md (keeping the --against section of the file it replaces, unless `doc` has one) and the JSON. */
 export function write(doc: string, json: unknown): { md: string; json: string } {
   const md = join(ROOT, "bench/RESULTS.md");
-  writeFileSync(md, doc);
+  let kept: string | undefined;
+  try {
+    kept = findSection(readFileSync(md, "utf8"), AGAINST_SECTION);
+  } catch {
+    // no RESULTS.md yet
+  }
+  writeFileSync(md, kept && !findSection(doc, AGAINST_SECTION) ? spliceSection(doc, AGAINST_SECTION, kept) : doc);
   const dir = join(ROOT, "bench/out");
   mkdirSync(dir, { recursive: true });
   const file = join(dir, `results-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);

@@ -1,21 +1,25 @@
-// `npm run bench -- [--quick] [--paths ...] [--concurrency ...] [--seconds S]`: the gateway's
-// overhead, throughput, streaming latency, CPU and memory against a fake upstream, each load
-// measured straight to the upstream and through the gateway, interleaved. See bench/RESULTS.md.
+// `npm run bench -- [--quick] [--paths ...] [--concurrency ...] [--seconds S] [--against REF]`: the
+// gateway's overhead, throughput, streaming latency, CPU and memory against a fake upstream, each
+// load measured straight to the upstream and through the gateway, interleaved; with --against, this
+// tree's gateway against another commit's too (bench/against.ts). See bench/RESULTS.md.
 import Database from "better-sqlite3";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { AGAINST_PLAN, compareAgainst, type AgainstRun } from "./against.js";
+import { againstMarkdown, againstRows, writeAgainst } from "./against-report.js";
 import type { Profile } from "./fake-upstream.js";
+import { measure as measureRun } from "./measure.js";
 import { USAGE, parseOptions } from "./options.js";
 import { PATH_TITLES, paths, type Part, type PathId } from "./paths.js";
-import { cpuMeter, quiesce, sampleCpu, sampleRss, ticksAt, ticksToUs, vmMiB } from "./process-stats.js";
+import { cpuMeter, quiesce, vmMiB } from "./process-stats.js";
 import { createKey, ensureBuilt, installCleanup, startFake, startGateway, type Fake, type Gateway, type GatewayEnv } from "./processes.js";
-import { git, machine, median, render, summarize, write, type ProfileRun, type RunRecord } from "./report.js";
+import { AGAINST_SECTION, git, machine, median, render, summarize, write, type ProfileRun, type RunRecord } from "./report.js";
+import { section, spliceSection } from "./sections.js";
 import { sleep } from "./stats.js";
 
 /** Warm-up per path part, through the gateway, at the largest concurrency: a few llm requests at least. */
-const WARMUP_S: Record<Profile, number> = { zero: 0.5, llm: 1 };
-const SETTLE_MS = 50;
+const WARMUP_S: Record<Profile, number> = { zero: 0.5, llm: 1, fast: 0.5, slow: 3 };
 /** V8 flags for the memory-capped run: a 4 MiB young generation and a 96 MiB old one. */
 const MEMORY_CAP = "--max-semi-space-size=4 --max-old-space-size=96";
 /** How long the idle gateway's CPU use is measured, after the warm-up. */
@@ -36,8 +40,13 @@ const began = performance.now();
 // Each run is followed by a short settle; the whole thing is bounded by a watchdog.
 const runsPerProfile = opts.rounds * (opts.concurrency.length + (opts.workers > 1 ? 1 : 0)) *
   opts.paths.reduce((n, p) => n + (p === "shim-stream" ? 4 : 2), 0) + (opts.recording ? opts.rounds * 2 : 0);
-const estimateS = opts.profiles.length * (runsPerProfile * (opts.seconds + 0.3) + opts.paths.length * 1.5 * 1 + 2 + IDLE_MS / 1000) + opts.coldStarts + 5;
-process.stderr.write(`bench: ${opts.profiles.length * runsPerProfile} runs of ${opts.seconds} s, about ${(estimateS / 60).toFixed(1)} min\n`);
+// --against: two runs per path and round of its plan, a warm-up per path and gateway, and the ref's build.
+const againstRuns = opts.against ? opts.rounds * 2 * AGAINST_PLAN.filter((s) => opts.profiles.includes(s.profile))
+  .reduce((n, s) => n + s.paths.filter((p) => opts.paths.includes(p)).length, 0) : 0;
+const againstS = opts.against ? againstRuns * (opts.seconds + 0.5) + (againstRuns / opts.rounds) * 1.5 + 15 : 0;
+const mainRuns = opts.onlyAgainst ? 0 : opts.profiles.length * runsPerProfile;
+const estimateS = (opts.onlyAgainst ? 5 : opts.profiles.length * (runsPerProfile * (opts.seconds + 0.3) + opts.paths.length * 1.5 * 1 + 2 + IDLE_MS / 1000) + opts.coldStarts + 5) + againstS;
+process.stderr.write(`bench: ${mainRuns + againstRuns} runs of ${opts.seconds} s, about ${(estimateS / 60).toFixed(1)} min\n`);
 setTimeout(() => {
   process.stderr.write(`bench: watchdog: still running after ${Math.round(estimateS * 2 + 120)} s, giving up\n`);
   process.exit(1); // the exit handler kills the children
@@ -51,6 +60,28 @@ const env: GatewayEnv = { dbPath: join(tmp, "gatewayz.db"), fakePort: 0, envFile
 const key = createKey(env.dbPath);
 const fake = await startFake();
 env.fakePort = fake.port;
+const npm = process.env.npm_lifecycle_event === "bench";
+// Arguments with spaces quoted, so that the command can be pasted back (--against-label "Hardening cost").
+const command = ((npm ? "npm run bench" + (argv.length ? " -- " : "") : "tsx bench/run.ts ") + argv.map((a) => (/\s/.test(a) ? JSON.stringify(a) : a)).join(" ")).trim();
+
+/** The --against comparison and its section of RESULTS.md. */
+async function against(ref: string): Promise<{ run: AgainstRun; markdown: string }> {
+  const start = performance.now();
+  const run = await compareAgainst({ ref, fake, tmp, rounds: opts.rounds, seconds: opts.seconds, paths: opts.paths, profiles: opts.profiles, warmupS: WARMUP_S });
+  const markdown = againstMarkdown({
+    date: new Date().toISOString(), machine: machine(), commit, command, label: opts.againstLabel,
+    rounds: opts.rounds, seconds: opts.seconds, elapsedS: (performance.now() - start) / 1000,
+  }, run, againstRows(run.records));
+  return { run, markdown };
+}
+
+if (opts.onlyAgainst) {
+  const { run, markdown } = await against(opts.against!);
+  await fake.stop();
+  const files = writeAgainst(markdown, { command, commit, run });
+  process.stdout.write(`\n${markdown}\nWrote its section of ${files.md}, and ${files.json}\n`);
+  process.exit(0);
+}
 
 // Cold starts: fresh processes on the same database, zero profile.
 await fake.setProfile("zero");
@@ -74,35 +105,9 @@ function usageRows(): Record<string, number> {
 
 const records: RunRecord[] = [];
 
-async function measure(profile: Profile, round: number, path: PathId, part: Part, side: "direct" | "gateway",
-  concurrency: number, gw: Gateway, f: Fake, variant = ""): Promise<RunRecord> {
-  const gwCpu = sampleCpu(gw.pid);
-  const fakeCpu = cpuMeter(f.pid);
-  const self = process.cpuUsage();
-  const rss = side === "gateway" ? sampleRss(gw.pid) : undefined;
-  const r = await part[side](concurrency, opts.seconds);
-  const samples = gwCpu.stop();
-  // The gateway's CPU rate over the steady part of the run, divided by the requests/s.
-  const windowTicks = ticksAt(samples, r.windowTo) - ticksAt(samples, r.windowFrom);
-  const wholeTicks = samples.at(-1)!.ticks - samples[0]!.ticks;
-  const rec: RunRecord = {
-    variant, profile, round, path, part: part.kind, side, ...r,
-    gatewayCpuUs: ticksToUs(wholeTicks), gatewayCpuTicks: wholeTicks,
-    gatewayWindowCpuUs: ticksToUs(windowTicks), gatewayWindowTicks: windowTicks,
-    gatewayCpuUsPerRequest: ticksToUs(windowTicks) / ((r.windowTo - r.windowFrom) / 1000) / r.rps,
-    fakeCpuUs: fakeCpu().us,
-    loadgenCpuUs: (({ user, system }) => user + system)(process.cpuUsage(self)),
-    ...(rss ? { gatewayRssMaxMiB: rss.stop() } : {}),
-    // Requests cancelled at the end of an autocannon run are finished off here, so the next run starts on an idle gateway.
-    gatewayAfterCpuUs: side === "gateway" ? await quiesce(gw.pid) : 0,
-  };
-  const ttfb = r.ttfbP50 === undefined ? "" : ` ttfb p50 ${r.ttfbP50.toFixed(2)} p99 ${r.ttfbP99!.toFixed(2)}`;
-  const cpu = side === "gateway" ? ` gw cpu ${Math.round(rec.gatewayCpuUsPerRequest)} µs/req` : "";
-  process.stderr.write(`  [${variant ? `${variant} ` : ""}${profile} r${round} c=${concurrency}] ${PATH_TITLES[path]}${part.kind === "ttfb" ? " (ttfb probe)" : ""} ${side}: ` +
-    `${Math.round(r.rps)} req/s p50 ${r.p50.toFixed(2)} p99 ${r.p99.toFixed(2)}${ttfb}${cpu}${r.errors ? ` ERRORS ${r.errors}` : ""}\n`);
-  await sleep(SETTLE_MS);
-  return rec;
-}
+const measure = (profile: Profile, round: number, path: PathId, part: Part, side: "direct" | "gateway",
+  concurrency: number, gw: Gateway, f: Fake, variant = "") =>
+  measureRun({ profile, round, path, part, side, concurrency, seconds: opts.seconds, gw, fake: f, variant });
 
 const profileRuns: ProfileRun[] = [];
 for (const profile of opts.profiles) {
@@ -197,23 +202,24 @@ if (opts.recording) {
   await on.stop();
   await off.stop();
 }
+const compared = opts.against ? await against(opts.against) : undefined;
 await fake.stop();
 
-const npm = process.env.npm_lifecycle_event === "bench";
 const meta = {
   date: new Date().toISOString(),
   machine: machine(),
   commit,
-  command: ((npm ? "npm run bench" + (argv.length ? " -- " : "") : "tsx bench/run.ts ") + argv.join(" ")).trim(),
+  command,
   options: opts,
   coldStartsMs,
   memoryRuns,
   elapsedS: (performance.now() - began) / 1000,
 };
 const rows = summarize(records.filter((r) => !r.variant.startsWith("recording")));
-const { summary, doc } = render(meta, rows, profileRuns, records);
-const files = write(doc, { meta, profiles: profileRuns, rows, records });
-process.stdout.write(`\n${summary}\nWrote ${files.md} and ${files.json}\n`);
+const rendered = render(meta, rows, profileRuns, records);
+const doc = compared ? spliceSection(rendered.doc, AGAINST_SECTION, section(AGAINST_SECTION, compared.markdown)) : rendered.doc;
+const files = write(doc, { meta, profiles: profileRuns, rows, records, ...(compared ? { against: compared.run } : {}) });
+process.stdout.write(`\n${rendered.summary}${compared ? `\n${compared.markdown}` : ""}\nWrote ${files.md} and ${files.json}\n`);
 const failed = rows.filter((r) => r.direct.errors || r.gateway.errors);
 for (const r of failed) process.stderr.write(`bench: errors in ${r.profile} ${PATH_TITLES[r.path]} c=${r.concurrency}: direct ${r.direct.errors}, gateway ${r.gateway.errors}\n`);
 process.exit(0);
