@@ -195,13 +195,20 @@ export interface KillResult {
   gone: boolean;
 }
 
-export async function killUnderLoad(ctx: SoakContext, workers: number, target: KillTarget, loadS: number): Promise<KillResult> {
+/**
+ * A fresh gateway under the mixed load for `loadS` seconds, and what is true
+ * at the moment the caller is about to kill or signal it: its process tree,
+ * the requests in flight, and the time.
+ */
+async function loadedFor(ctx: SoakContext, workers: number, loadS: number) {
   const s = await start(ctx, workers);
   const load = startMixedLoad({ origin: s.origin, key: s.key, concurrency: ctx.concurrency, firstTag: FIRST_TAG });
   await sleep(loadS * 1000);
-  const tree = processTree(s.gw.pid);
-  const atKill = new Set(load.inFlightTags());
-  const killedAt = performance.now();
+  return { s, load, tree: processTree(s.gw.pid), inFlight: new Set(load.inFlightTags()), at: performance.now() };
+}
+
+export async function killUnderLoad(ctx: SoakContext, workers: number, target: KillTarget, loadS: number): Promise<KillResult> {
+  const { s, load, tree, inFlight: atKill, at: killedAt } = await loadedFor(ctx, workers, loadS);
   for (const pid of target === "primary" ? [s.gw.pid] : tree) {
     try {
       process.kill(pid, "SIGKILL");
@@ -238,12 +245,7 @@ export interface TermResult {
 
 export async function termUnderLoad(ctx: SoakContext, workers: number, loadS: number, profile: Profile = "fast"): Promise<TermResult> {
   await ctx.fake.setProfile(profile);
-  const s = await start(ctx, workers);
-  const load = startMixedLoad({ origin: s.origin, key: s.key, concurrency: ctx.concurrency, firstTag: FIRST_TAG });
-  await sleep(loadS * 1000);
-  const tree = processTree(s.gw.pid);
-  const atSignal = new Set(load.inFlightTags());
-  const signalAt = performance.now();
+  const { s, load, tree, inFlight: atSignal, at: signalAt } = await loadedFor(ctx, workers, loadS);
   s.gw.kill("SIGTERM");
   const exit = await Promise.race([s.gw.exited, sleep(EXIT_WAIT_MS).then(() => undefined)]);
   const drainMs = performance.now() - signalAt;
