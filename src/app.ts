@@ -20,17 +20,25 @@ import { createRedactor } from "./providers/redact.js";
 import type { AuthGate } from "./server/auth-gate.js";
 import { createRequestHandler } from "./server/handler.js";
 import { createListener, type RequestHandler } from "./server/listener.js";
-import { createReadiness, type Readiness } from "./server/readiness.js";
+import { createReadiness, watchReadiness, type Readiness } from "./server/readiness.js";
+import type { Metrics } from "./observe/metrics.js";
+import { NO_OBSERVER, type Observer } from "./observe/observer.js";
+import { createMetricsRoute, startMetricsServer, type MetricsServer, type MetricsSource } from "./server/metrics-route.js";
+import { NO_TRACER, type Tracer } from "./observe/trace.js";
+import { startTracing } from "./observe/tracing.js";
 import { createRequests } from "./server/requests.js";
 import { openDb, type Db } from "./storage/db.js";
 import { createKeyStore } from "./storage/keys.js";
 import { createLimitStore } from "./storage/limits.js";
 import { createUsageStore, type UsageStore } from "./storage/usage.js";
+import { createWriteCheck } from "./storage/write-check.js";
 
 export interface App {
   readonly address: AddressInfo;
   /** `http://host:port`, for clients and logs. */
   readonly url: string;
+  /** The METRICS_PORT server's `http://host:port`, when it is set (the scrapes go there then). */
+  readonly metricsUrl: string | undefined;
   readonly gateway: Gateway;
   readonly accounts: Accounts;
   readonly db: Db;
@@ -55,6 +63,8 @@ const IDLE_GRACE_MS = 500;
 export interface AppOptions {
   /** The rate-limit and budget state; local unless this is a --workers worker. */
   quota?: (policy: Policy) => Quota;
+  /** What a scrape answers: this process's metrics, unless this is a --workers worker (every worker's, from the primary). */
+  metrics?: (local: Metrics) => MetricsSource;
 }
 
 export async function startApp(config: Config, baseLog: Logger, options: AppOptions = {}): Promise<App> {
@@ -65,6 +75,8 @@ export async function startApp(config: Config, baseLog: Logger, options: AppOpti
     if (catalog.find(id)?.id !== id) throw new Error(`MODEL_FAILOVER_ORDER names '${id}', which is not a catalog model id`);
   }
   const prices = createPriceBook(pricingData.models as Record<string, PriceRow>, catalog.models);
+  // Traces only with an OTLP endpoint set: otherwise the OpenTelemetry SDK is not even loaded.
+  const tracer: Tracer = config.otel ? await startTracing(config.otel, log) : NO_TRACER;
   const db = openDb(config.databasePath);
   const keys = createKeyStore(db);
   const limitStore = createLimitStore(db);
@@ -78,8 +90,20 @@ export async function startApp(config: Config, baseLog: Logger, options: AppOpti
   const auth = createAuthenticator(keys, config.adminKey);
   const providers = createProviderSet(config.providers, config.failover, log);
   const breakers = createBreakers(config.failover.breakerFailures, config.failover.breakerCooldownMs, log);
+  // Metrics and traces: both off costs nothing on the request path (empty calls; the SDK not loaded).
+  // Prometheus metrics unless METRICS=off (prom-client is not even loaded then); their
+  // gauges read, at scrape time, state built below (requests in flight, the door's refusals).
+  const metrics = config.metrics.enabled ? (await import("./observe/metrics.js")).createMetrics({
+    inFlight: () => requests.inFlight,
+    providers: providers.loaded,
+    circuit: (provider) => breakers.state(provider),
+    authRefusals: () => handler.gate.refusalsBy,
+    usageRows: () => usage.rowCounts(),
+  }) : undefined;
+  const observer: Observer = metrics?.observer ?? NO_OBSERVER;
+  const metricsRoute = metrics && createMetricsRoute(options.metrics?.(metrics) ?? metrics, log);
   const gateway = createGateway({
-    catalog, prices, providers, log, auth,
+    catalog, prices, providers, log, auth, observer,
     usage: config.recordUsage ? usage : withoutRecording(usage),
     quota: options.quota?.(policy) ?? localQuota(createLimiter(policy), createBudgets(policy, usage)),
     failover: { breakers, budgetMs: config.failover.budgetMs, retryAfterCapMs: config.failover.retryAfterCapMs, log },
@@ -90,25 +114,32 @@ export async function startApp(config: Config, baseLog: Logger, options: AppOpti
   }
   const requests = createRequests();
   const readiness = createReadiness();
-  readiness.set("usage_store_unavailable", !usage.available());
-  usage.onAvailabilityChange((available) => readiness.set("usage_store_unavailable", !available));
+  // The database's write check, the usage store, the providers and their circuits (server/readiness.ts).
+  const stopReadiness = watchReadiness(readiness, { usage, writeCheck: createWriteCheck(db), providers, breakers, log });
   let handle: RequestHandler = () => {};
   const listener = createListener((req, res) => handle(req, res), config.server);
-  const handler = createRequestHandler({ config, gateway, providers, breakers, log, accounts, auth, connections: listener, requests, readiness });
+  const handler = createRequestHandler({ config, gateway, providers, breakers, log, accounts, auth, connections: listener, requests, readiness, tracer,
+    // With METRICS_PORT set the scrapes go there, and the main port's /metrics is 404.
+    metrics: config.metrics.port === undefined ? metricsRoute : undefined });
   handle = handler.handle;
   let address: AddressInfo;
+  let metricsServer: MetricsServer | undefined;
   try {
+    if (metricsRoute && config.metrics.port !== undefined) metricsServer = await startMetricsServer(metricsRoute, config.host, config.metrics.port);
     address = await listener.listen(config.port, config.host);
   } catch (err) {
+    await metricsServer?.close();
     process.off("exit", flushOnExit);
+    stopReadiness();
     db.close();
+    await tracer.shutdown();
     throw err;
   }
   const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
 
   /**
-   * The drain: readiness goes false (gRPC health NOT_SERVING, /healthz 503
-   * "draining"), the port stops accepting, sessions get GOAWAY and HTTP/1
+   * The drain: readiness goes false (gRPC health NOT_SERVING, /readyz and
+   * /healthz 503 "draining"), the port stops accepting, sessions get GOAWAY and HTTP/1
    * answers close their connections; requests in flight run to their end for
    * up to DRAIN_TIMEOUT_MS, then those left are ended explicitly
    * (shutting_down) with their upstreams aborted; every usage row is
@@ -150,14 +181,18 @@ export async function startApp(config: Config, baseLog: Logger, options: AppOpti
       await requests.idle(END_GRACE_MS, false);
     }
     await listener.close();
+    await metricsServer?.close();
     await providers.close();
     process.off("exit", flushOnExit);
+    stopReadiness();
     usage.close();
     db.close();
+    // The spans of the last requests, ended during the drain.
+    await tracer.shutdown();
   };
   let closing: Promise<void> | undefined;
   return {
-    address, url: `http://${host}:${address.port}`, gateway, accounts, db, breakers, readiness, gate: handler.gate,
+    address, url: `http://${host}:${address.port}`, metricsUrl: metricsServer && `http://${host}:${metricsServer.address.port}`, gateway, accounts, db, breakers, readiness, gate: handler.gate,
     get connections() {
       return listener.connections;
     },

@@ -1,6 +1,8 @@
 import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { definedOnly, flag, headers, integer, list, onOff, positive, readEnvFile, type Env } from "./config-values.js";
-import { isLogLevel, type LogLevel } from "./log.js";
+import { installation } from "./install-root.js";
+import { isLogLevel, type LogFormat, type LogLevel } from "./log.js";
 import { PRIORITY, PROVIDERS, type PhaseTimeouts, type ProviderRow } from "./providers/table.js";
 
 /** One provider's settings, resolved from its table row and the environment. */
@@ -15,6 +17,11 @@ export interface ProviderConfig {
   readonly keyVar: string;
   /** Why the provider cannot be used, if it cannot. */
   readonly problem: string | undefined;
+  /**
+   * No key, and no setting of it that is wrong: the provider is simply not in
+   * use (listed once at start), as opposed to configured but broken (warned about).
+   */
+  readonly unconfigured: boolean;
 }
 
 /** How requests fail over between providers. */
@@ -72,8 +79,21 @@ export interface Config {
   /** Largest request body accepted, in bytes, on every front door. */
   readonly maxBodyBytes: number;
   readonly logLevel: LogLevel;
+  /** LOG_FORMAT: `text` lines, or `json` (one object per line, through pino). */
+  readonly logFormat: LogFormat;
+  /** METRICS=off turns the Prometheus metrics off (to measure their cost); METRICS_PORT serves them apart. */
+  readonly metrics: { readonly enabled: boolean; readonly port: number | undefined };
+  /**
+   * The OTEL_* variables (environment or .env), when an OTLP endpoint is set:
+   * tracing is on then, and off (its SDK not even loaded) otherwise.
+   */
+  readonly otel: Readonly<Record<string, string>> | undefined;
   readonly providers: readonly ProviderConfig[];
-  /** SQLite file for keys, limits and usage; ":memory:" keeps nothing. */
+  /**
+   * SQLite file for keys, limits and usage; ":memory:" keeps nothing. By
+   * default data/gatewayz.db in the installation directory (not the working
+   * one), so the server and the CLI share it from anywhere.
+   */
   readonly databasePath: string;
   /** Default limits by scope; 0 means unlimited. Rows in `rate_limits` override them. */
   readonly limits: Readonly<Record<"key" | "user" | "system", LimitDefaults>>;
@@ -117,26 +137,46 @@ export function loadConfig(env: Env = process.env): Config {
   };
   const logLevel = merged.LOG_LEVEL ?? "info";
   if (!isLogLevel(logLevel)) throw new Error(`LOG_LEVEL must be debug, info, warn, error or silent, got ${logLevel}`);
+  const logFormat = merged.LOG_FORMAT ?? "text";
+  if (logFormat !== "text" && logFormat !== "json") throw new Error(`LOG_FORMAT must be text or json, got ${logFormat}`);
+  const metricsPort = merged.METRICS_PORT === undefined || merged.METRICS_PORT === "" ? undefined : integer(merged, "METRICS_PORT", 0);
   return Object.freeze({
     host: merged.HOST ?? "127.0.0.1",
     port: integer(merged, "PORT", 8000),
     corsOrigins: list(merged.CORS_ORIGINS ?? ""),
     maxBodyBytes: integer(merged, "MAX_BODY_BYTES", 10 * 1024 * 1024),
     logLevel,
+    logFormat,
+    metrics: Object.freeze({ enabled: onOff(merged, "METRICS", true), port: metricsPort }),
+    otel: otelVariables(merged),
     providers: PROVIDERS.map((row) => providerConfig(row, merged, defaultTimeouts)),
     failover: failoverConfig(merged),
-    databasePath: merged.DATABASE_PATH ?? "data/gatewayz.db",
+    databasePath: merged.DATABASE_PATH || join(installation().root, "data", "gatewayz.db"),
     limits: Object.freeze({
       key: limitDefaults(merged, "RATE_LIMITS_KEY", { rpm: 600, tpm: 0, rpd: 0, concurrent: 64 }),
       user: limitDefaults(merged, "RATE_LIMITS_USER", { rpm: 0, tpm: 0, rpd: 0, concurrent: 0 }),
       system: limitDefaults(merged, "RATE_LIMITS_SYSTEM", { rpm: 0, tpm: 0, rpd: 0, concurrent: 0 }),
     }),
-    adminKey: merged.GATEWAYZ_ADMIN_KEY || undefined,
+    adminKey: bootstrapAdminKey(merged.GATEWAYZ_ADMIN_KEY),
     recordUsage: onOff(merged, "USAGE_RECORDING", true),
     workers: Math.max(1, integer(merged, "WORKERS", 1)),
     usageBufferRows: integer(merged, "USAGE_BUFFER_ROWS", 10_000),
     server: serverLimits(merged),
   });
+}
+
+/**
+ * GATEWAYZ_ADMIN_KEY opens the whole admin API, so it must be as strong as a
+ * key the gateway makes (src/storage/keys.ts): `gw_admin_` and at least 32
+ * base62 characters (about 190 bits). A weak value ("secret") is refused at
+ * start rather than accepted.
+ */
+function bootstrapAdminKey(value: string | undefined): string | undefined {
+  if (!value) return undefined;
+  if (!/^gw_admin_[0-9A-Za-z]{32,}$/.test(value)) {
+    throw new Error(`GATEWAYZ_ADMIN_KEY must be gw_admin_ followed by at least 32 random base62 characters (0-9, A-Z, a-z); the value set (${value.length} characters, not shown) is not`);
+  }
+  return value;
 }
 
 function serverLimits(env: Env): ServerLimits {
@@ -193,8 +233,12 @@ function providerConfig(row: ProviderRow, env: Env, defaults: PhaseTimeouts): Pr
   const regionNames = Object.keys(row.regions);
   const region = (env[`${p}_REGION`] ?? regionNames[0]!).toLowerCase();
   let problem: string | undefined;
-  let baseUrl = env[`${p}_BASE_URL`] ?? row.regions[region];
+  /** A region or base URL was given and is wrong: worth a warning even without a key. */
+  let wrong = false;
+  // Empty is unset, as a .env template's `ALIBABA_CLOUD_BASE_URL=` means.
+  let baseUrl = env[`${p}_BASE_URL`] || row.regions[region];
   if (baseUrl === undefined) {
+    wrong = true;
     problem = `${p}_REGION must be one of ${regionNames.join(", ")}, got ${region}`;
     baseUrl = row.regions[regionNames[0]!]!;
   }
@@ -204,7 +248,10 @@ function providerConfig(row: ProviderRow, env: Env, defaults: PhaseTimeouts): Pr
     if (!value) problem ??= `${p}_${name.toUpperCase()} is not set`;
     return value ?? `{${name}}`;
   });
-  if (!problem && !URL.canParse(baseUrl)) problem = `${p}_BASE_URL is not a URL: ${baseUrl}`;
+  if (!problem && !URL.canParse(baseUrl)) {
+    wrong = true;
+    problem = `${p}_BASE_URL is not a URL: ${baseUrl}`;
+  }
   const keyVar = row.keyVar ?? `${p}_API_KEY`;
   const apiKey = env[keyVar] || undefined;
   if (!problem && !apiKey) problem = `${keyVar} is not set`;
@@ -229,6 +276,7 @@ function providerConfig(row: ProviderRow, env: Env, defaults: PhaseTimeouts): Pr
       totalMs: integer(env, `${p}_TOTAL_TIMEOUT_MS`, t.totalMs),
     }),
     problem,
+    unconfigured: !apiKey && !wrong,
   });
 }
 
@@ -257,3 +305,12 @@ function failoverConfig(env: Env): FailoverConfig {
   });
 }
 
+
+/** The OTEL_* variables when an OTLP endpoint is configured and the SDK is not disabled; else undefined. */
+function otelVariables(env: Env): Record<string, string> | undefined {
+  if (!env.OTEL_EXPORTER_OTLP_ENDPOINT && !env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) return undefined;
+  if (env.OTEL_SDK_DISABLED === "true" || env.OTEL_TRACES_EXPORTER === "none") return undefined;
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(env)) if (name.startsWith("OTEL_") && value !== undefined) out[name] = value;
+  return Object.freeze(out);
+}

@@ -1,4 +1,6 @@
+import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { ErrorInfoSchema } from "../gen/google/rpc/error_details_pb.js";
 
 /**
  * The one error vocabulary. Every failure the gateway reports is a
@@ -15,6 +17,7 @@ export type ErrorKind =
   | "unauthenticated"
   | "permission_denied"
   | "rate_limited"
+  | "upstream_rate_limited"
   | "insufficient_quota"
   | "limiter_unavailable"
   | "provider_not_configured"
@@ -38,7 +41,15 @@ interface WireShape {
   type: string;
   /** OpenAI's error `code`, where OpenAI has a name of its own; else the kind. */
   openaiCode?: string;
+  /**
+   * The google.rpc.ErrorInfo reason sent on the RPC doors, where kinds share
+   * a code: RESOURCE_EXHAUSTED is the gateway's limit, a provider's or a budget.
+   */
+  reason?: string;
 }
+
+/** ErrorInfo's domain: the reasons are ours. */
+export const ERROR_DOMAIN = "gatewayz";
 
 const WIRE: Record<ErrorKind, WireShape> = {
   invalid_request: { code: Code.InvalidArgument, status: 400, type: "invalid_request_error" },
@@ -48,8 +59,10 @@ const WIRE: Record<ErrorKind, WireShape> = {
   model_not_found: { code: Code.NotFound, status: 404, type: "invalid_request_error" },
   unauthenticated: { code: Code.Unauthenticated, status: 401, type: "authentication_error", openaiCode: "invalid_api_key" },
   permission_denied: { code: Code.PermissionDenied, status: 403, type: "permission_error" },
-  rate_limited: { code: Code.ResourceExhausted, status: 429, type: "requests", openaiCode: "rate_limit_exceeded" },
-  insufficient_quota: { code: Code.ResourceExhausted, status: 429, type: "insufficient_quota", openaiCode: "insufficient_quota" },
+  rate_limited: { code: Code.ResourceExhausted, status: 429, type: "requests", openaiCode: "rate_limit_exceeded", reason: "RATE_LIMITED" },
+  // A provider's 429, not the key's: waiting may help, a lower request rate on this key will not.
+  upstream_rate_limited: { code: Code.ResourceExhausted, status: 429, type: "requests", reason: "UPSTREAM_RATE_LIMITED" },
+  insufficient_quota: { code: Code.ResourceExhausted, status: 429, type: "insufficient_quota", openaiCode: "insufficient_quota", reason: "INSUFFICIENT_QUOTA" },
   // Fail closed: if the limiter cannot decide, nobody passes.
   limiter_unavailable: { code: Code.Unavailable, status: 503, type: "server_error" },
   provider_not_configured: { code: Code.Unavailable, status: 503, type: "server_error" },
@@ -86,7 +99,15 @@ export interface GatewayErrorOptions {
   retryAfterMs?: number;
   /** HTTP status the upstream answered, kept for logs and failover. */
   upstreamStatus?: number;
+  /** Which limit refused a request (rate_limited, insufficient_quota), for the metrics. */
+  refusal?: Refusal;
   cause?: unknown;
+}
+
+/** A rate limit's or budget's refusal: the dimension (rpm, tpm, rpd, concurrent, budget) at its scope (key, user, system). */
+export interface Refusal {
+  readonly dimension: string;
+  readonly scope: string;
 }
 
 /**
@@ -107,15 +128,21 @@ export class GatewayError extends ConnectError {
   readonly openaiType: string | undefined;
   readonly retryable: boolean;
   readonly retryAfterMs: number | undefined;
+  readonly refusal: Refusal | undefined;
 
   constructor(kind: ErrorKind, message: string, options: GatewayErrorOptions = {}) {
-    super(message, WIRE[kind].code, options.headers, options.details, options.cause);
+    const reason = WIRE[kind].reason;
+    const details = reason
+      ? [...(options.details ?? []), { desc: ErrorInfoSchema, value: create(ErrorInfoSchema, { reason, domain: ERROR_DOMAIN }) }]
+      : options.details;
+    super(message, WIRE[kind].code, options.headers, details, options.cause);
     this.kind = kind;
     this.param = options.param;
     this.upstreamStatus = options.upstreamStatus;
     this.openaiType = options.openaiType;
     this.retryable = options.retryable ?? false;
     this.retryAfterMs = options.retryAfterMs;
+    this.refusal = options.refusal;
   }
 }
 

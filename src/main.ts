@@ -1,6 +1,9 @@
 import cluster from "node:cluster";
+import { existsSync } from "node:fs";
+import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { startApp } from "./app.js";
+import { workerMetrics } from "./cluster/cluster-metrics.js";
 import { startPrimary } from "./cluster/primary.js";
 import type { ToWorker } from "./cluster/messages.js";
 import { remoteQuota } from "./cluster/remote-quota.js";
@@ -21,8 +24,9 @@ async function main(): Promise<void> {
     process.stderr.write(`gatewayz: configuration error: ${(err as Error).message}\n`);
     process.exit(2);
   }
-  const log = createLogger(config.logLevel);
+  const log = createLogger(config.logLevel, undefined, config.logFormat);
   if (cluster.isWorker) return worker(config, log);
+  log.info(`Database: ${describeDatabase(config.databasePath)}`);
   const listening = `(gRPC, gRPC-Web, Connect and OpenAI-compatible /v1)`;
   const fail = (err: NodeJS.ErrnoException): never => {
     log.error(err.code === "EADDRINUSE" ? `port ${config.port} on ${config.host} is already in use` : `could not start: ${err.message}`);
@@ -39,9 +43,17 @@ async function main(): Promise<void> {
   }
 }
 
+/** The database's absolute path (DATABASE_PATH may be relative to the working directory), and whether it is new. */
+function describeDatabase(path: string): string {
+  if (path === ":memory:") return ":memory: (in memory: nothing is kept)";
+  const absolute = resolve(path);
+  return existsSync(absolute) ? absolute : `${absolute} (new: creating it)`;
+}
+
 /** A --workers worker: a whole gateway whose limits and budgets live in the primary. */
 async function worker(config: Config, log: Logger): Promise<void> {
-  const app = await startApp(config, log, { quota: (policy) => remoteQuota(policy) }).catch((err: Error) => {
+  // Its limits live in the primary, and a scrape of it answers for every worker (cluster/cluster-metrics.ts).
+  const app = await startApp(config, log, { quota: (policy) => remoteQuota(policy), metrics: (local) => workerMetrics(local) }).catch((err: Error) => {
     log.error(`worker could not start: ${err.message}`);
     process.exit(1);
   });

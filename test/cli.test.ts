@@ -4,9 +4,10 @@
 import Database from "better-sqlite3";
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, mkdtempSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
 import { promisify } from "node:util";
 import { describe, it } from "vitest";
 import { COMMANDS } from "../src/cli/commands.js";
@@ -269,7 +270,8 @@ describe.concurrent("gatewayz CLI", { timeout: 60_000 }, () => {
   });
 
   it("reports a refusal with exit 1 and the message alone, no stack trace", async ({ expect }) => {
-    const { cli } = fresh();
+    const { db, cli } = fresh();
+    openDb(db).close();
     const r = await cli("keys", "revoke", "key_nope");
     expect(r).toEqual({ code: 1, stdout: "", stderr: "gatewayz: no key with id 'key_nope'\n" });
     const negative = await cli("limits", "set", "--system", "--rpm=-1");
@@ -286,6 +288,73 @@ describe.concurrent("gatewayz CLI", { timeout: 60_000 }, () => {
     expect(r.stdout).toBe("");
     expect(r.stderr).toMatch(/^gatewayz: .*g\.db: the database is at schema version 99, newer than this Gatewayz understands/);
     expect(noStack(r.stderr)).toBe(true);
+  });
+
+  it("never creates a database for a command that only reads one (or needs a key in it): exit 1, naming the path", async ({ expect }) => {
+    const { db, cli } = fresh();
+    const runs = await Promise.all([cli("keys", "list"), cli("limits", "show", "--system"), cli("usage"), cli("usage", "--request-id", "r1"), cli("keys", "revoke", "key_x")]);
+    for (const [r, words] of runs.map((r, i) => [r, ["keys list", "limits show", "usage", "usage", "keys revoke"][i]] as const)) {
+      expect(r).toEqual({
+        code: 1, stdout: "",
+        stderr: `gatewayz: no database at ${db} ('${words}' does not create one). Create it by starting the gateway or with ` +
+          "'gatewayz keys create --user NAME --name NAME', or point --db or DATABASE_PATH at the gateway's database\n",
+      });
+    }
+    expect(existsSync(db)).toBe(false);
+    expect((await cli("keys", "create", "--user", "a", "--name", "b")).code).toBe(0); // a command that writes creates it
+    expect(await cli("keys", "list", "--json")).toMatchObject({ code: 0 });
+  });
+
+  it("shows the usage row of one request by its request id, every field, and refuses an unknown id", async ({ expect }) => {
+    const { db, cli, json } = fresh();
+    const k = await json("keys", "create", "--user", "alice", "--name", "ci");
+    const store = openDb(db);
+    const userId = store.prepare<[], { id: string }>("SELECT id FROM users").get()!.id;
+    const usage = createUsageStore(store);
+    const base: UsageRecord = {
+      ts: Date.parse("2026-01-01T10:00:00Z"), keyId: k.id, userId, protocol: "openai", requestedModel: "qwen-3-30b", model: "qwen-3-30b-a3b-instruct",
+      upstreamModel: "qwen3-30b-a3b-instruct-2507", provider: "alibaba-cloud", promptTokens: 12, completionTokens: 40, cachedTokens: 2, reasoningTokens: 0,
+      costPico: 660_000_000n, latencyMs: 412.5, ttftMs: 388, status: "ok", errorKind: null, estimated: false, attempts: 1, requestId: "req-1",
+    };
+    usage.insert(base);
+    usage.insert({ ...base, requestId: "req-2", status: "error", errorKind: "upstream_timeout", attempts: 2, estimated: true, ttftMs: null });
+    usage.flush();
+    store.close();
+
+    const one = await cli("usage", "--request-id", "req-1");
+    expect(one).toEqual({
+      code: 0, stderr: "",
+      stdout: [
+        "request   req-1",
+        "time      2026-01-01T10:00:00.000Z",
+        `key       ${k.id} (user alice)`,
+        "protocol  openai",
+        "model     qwen-3-30b → qwen-3-30b-a3b-instruct (upstream qwen3-30b-a3b-instruct-2507)",
+        "provider  alibaba-cloud, 1 attempt",
+        "status    ok",
+        "tokens    12 prompt (2 cached), 40 completion (0 reasoning)",
+        "cost      0.00066 USD",
+        "latency   412.5 ms, first token 388 ms",
+        "",
+      ].join("\n"),
+    });
+    const two = await json("usage", "--request-id", "req-2");
+    expect(two).toEqual([{
+      ts: base.ts, time: "2026-01-01T10:00:00.000Z", requestId: "req-2", keyId: k.id, userName: "alice", protocol: "openai", requestedModel: "qwen-3-30b",
+      model: "qwen-3-30b-a3b-instruct", upstreamModel: "qwen3-30b-a3b-instruct-2507", provider: "alibaba-cloud", promptTokens: 12, completionTokens: 40,
+      cachedTokens: 2, reasoningTokens: 0, costUsd: "0.00066", latencyMs: 412.5, ttftMs: null, status: "error", errorKind: "upstream_timeout",
+      estimated: true, clamped: false, attempts: 2,
+    }]);
+    expect(await cli("usage", "--request-id", "nope")).toEqual({ code: 1, stdout: "", stderr: "gatewayz: no usage row with request id 'nope'\n" });
+    expect(await cli("usage", "--request-id", "req-1", "--by", "model")).toMatchObject({
+      code: 2, stderr: expect.stringMatching(/^gatewayz: --request-id shows one request; it does not combine with --by\nusage: gatewayz usage /),
+    });
+  });
+
+  it("--version prints the version in package.json", async ({ expect }) => {
+    const { version } = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8"));
+    expect(await gatewayz(["--version"])).toEqual({ code: 0, stdout: `gatewayz ${version}\n`, stderr: "" });
+    expect(await gatewayz(["keys", "list", "--version"])).toMatchObject({ code: 2, stderr: expect.stringMatching(/^gatewayz: unknown option '--version'/) });
   });
 
   it("prints help listing every command for help, --help and no arguments", async ({ expect }) => {
@@ -326,6 +395,71 @@ describe("gatewayz CLI against a running gateway", { timeout: 60_000 }, () => {
       expect(rows.reduce((n: number, r: { requests: number }) => n + Number(r.requests), 0)).toBe(5); // 4 answered + 1 refused by the limit; the 401 after revocation is recorded without a key
     } finally {
       await gw.close();
+    }
+  });
+});
+
+describe("the default database: data/gatewayz.db in the installation, whichever directory the server or the CLI runs in", { timeout: 120_000 }, () => {
+  it("finds the installation from src/ (tsx), dist/src/ (tsc) and dist/ (the esbuild bundle)", async ({ expect }) => {
+    const { findInstallation } = await import("../src/install-root.js");
+    const { version } = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8"));
+    for (const file of ["src/config.ts", "dist/src/config.js", "dist/gatewayz.mjs", "dist/src/cli/main.js"]) {
+      expect(findInstallation(pathToFileURL(join(ROOT, file)).href)).toEqual({ root: ROOT, version });
+    }
+    expect(() => findInstallation(pathToFileURL("/nonexistent/dir/x.js").href)).toThrow(/package\.json is not in \/nonexistent\/dir or above it; set DATABASE_PATH/);
+  });
+
+  it("a bundled CLI and a bundled server in another installation share its database, run from elsewhere", async ({ expect }) => {
+    const { build } = await import("esbuild");
+    const { startFakeUpstream } = await import("./support/fake-upstream.js");
+    const { startGatewayChild } = await import("./support/gateway-child.js");
+    const { default: OpenAI } = await import("openai");
+    // An installation of its own: a package.json, the two entry points bundled into dist/, the dependencies linked.
+    const install = mkdtempSync(join(tmpdir(), "gatewayz-install-"));
+    writeFileSync(join(install, "package.json"), JSON.stringify({ name: "gatewayz", version: "9.9.9-test", type: "module" }));
+    symlinkSync(join(ROOT, "node_modules"), join(install, "node_modules"));
+    const bundle = (entry: string, out: string) => build({
+      entryPoints: [join(ROOT, entry)], outfile: join(install, out), bundle: true, platform: "node", format: "esm", target: "node20", logLevel: "warning",
+      external: ["better-sqlite3", "gpt-tokenizer"], banner: { js: "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);" },
+    });
+    await Promise.all([bundle("src/cli.ts", "dist/cli.mjs"), bundle("src/main.ts", "dist/gatewayz.mjs")]);
+    const elsewhere = mkdtempSync(join(tmpdir(), "gatewayz-elsewhere-"));
+    const { DATABASE_PATH: _db, ...inherited } = process.env;
+    const cli = async (...args: string[]): Promise<Result> => {
+      try {
+        const { stdout, stderr } = await run(process.execPath, [join(install, "dist/cli.mjs"), ...args], { cwd: elsewhere, env: { ...inherited, ENV_FILE: "/nonexistent/.env" } });
+        return { code: 0, stdout, stderr };
+      } catch (err) {
+        const e = err as { code: number; stdout: string; stderr: string };
+        return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+      }
+    };
+    const dbPath = join(install, "data/gatewayz.db");
+    const fake = await startFakeUpstream();
+    try {
+      expect(await cli("--version")).toEqual({ code: 0, stdout: "gatewayz 9.9.9-test\n", stderr: "" });
+      expect(await cli("keys", "list")).toMatchObject({ code: 1, stderr: expect.stringMatching(new RegExp(`^gatewayz: no database at ${dbPath} `)) });
+      const created = await cli("keys", "create", "--user", "dana", "--name", "laptop", "--json");
+      expect(created.code).toBe(0);
+      expect(existsSync(dbPath)).toBe(true);
+      expect(existsSync(join(elsewhere, "data"))).toBe(false);
+
+      // DATABASE_PATH="" is unset; the gateway runs in the repository root, not in the installation.
+      const gw = await startGatewayChild(fake, { command: [process.execPath, join(install, "dist/gatewayz.mjs")], env: { DATABASE_PATH: "" } });
+      try {
+        expect(gw.output()).toMatch(new RegExp(` info  Database: ${dbPath}\n`));
+        const client = new OpenAI({ apiKey: JSON.parse(created.stdout).key, baseURL: `${gw.url}/v1`, maxRetries: 0 });
+        const reply = await client.chat.completions.create({ model: "qwen-plus", messages: [{ role: "user", content: "hi" }] });
+        expect(reply.choices[0]!.message.content).toBe("Hello from qwen-plus");
+      } finally {
+        gw.dispose();
+      }
+      const usage = JSON.parse((await cli("usage", "--json")).stdout);
+      expect(usage.total.requests).toBe(1);
+    } finally {
+      await fake.close();
+      rmSync(install, { recursive: true, force: true });
+      rmSync(elsewhere, { recursive: true, force: true });
     }
   });
 });

@@ -10,6 +10,7 @@ const GLOBAL_OPTIONS = {
 
 export type Invocation =
   | { readonly kind: "help"; readonly topic: readonly string[] }
+  | { readonly kind: "version" }
   | { readonly kind: "run"; readonly command: CommandSpec; readonly values: OptionValues; readonly args: readonly string[] };
 
 /**
@@ -19,6 +20,7 @@ export type Invocation =
  */
 export function parseArgv(argv: readonly string[], commands: readonly CommandSpec[]): Invocation {
   const words = wordsOf(argv, commands);
+  if (words.length === 0 && argv.includes("--version")) return { kind: "version" };
   if (words.length === 0 || words[0] === "help") return { kind: "help", topic: words.slice(1) };
   const command = commands.find((c) => c.words.every((w, i) => words[i] === w));
   if (!command) {

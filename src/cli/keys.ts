@@ -46,6 +46,7 @@ export const KEY_COMMANDS: readonly CommandSpec[] = [
   {
     words: ["keys", "list"],
     args: [],
+    existingDatabase: true,
     usage: "[--user NAME] [--all]",
     summary: "list keys (--all includes revoked ones); never prints a key",
     options: { user: { type: "string" }, all: { type: "boolean" } },
@@ -63,6 +64,7 @@ export const KEY_COMMANDS: readonly CommandSpec[] = [
   },
   {
     words: ["keys", "revoke"],
+    existingDatabase: true,
     args: ["key-id"],
     usage: "<key-id>",
     summary: "revoke a key; it stops working on the gateway's next request",
@@ -76,6 +78,7 @@ export const KEY_COMMANDS: readonly CommandSpec[] = [
   },
   {
     words: ["keys", "rotate"],
+    existingDatabase: true,
     args: ["key-id"],
     usage: "<key-id>",
     summary: "replace a key with a new one (same user, name, kind, limits and budget) and revoke the old one",

@@ -38,6 +38,7 @@ export const LIMIT_COMMANDS: readonly CommandSpec[] = [
   },
   {
     words: ["limits", "show"],
+    existingDatabase: true,
     args: [],
     usage: "(--system | --user NAME | --key ID)",
     summary: "show rate limits (and the budget) of the system, a user or a key",

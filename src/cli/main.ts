@@ -1,3 +1,5 @@
+import { existsSync } from "node:fs";
+import { resolve } from "node:path";
 import { loadConfig, type Config } from "../config.js";
 import { createAccounts } from "../core/accounts.js";
 import { GatewayError } from "../errors.js";
@@ -5,6 +7,8 @@ import { openDb, type Db } from "../storage/db.js";
 import { createKeyStore } from "../storage/keys.js";
 import { createLimitStore } from "../storage/limits.js";
 import { storageErrorOf } from "../storage/sqlite-errors.js";
+import { installation } from "../install-root.js";
+import { createUsageLookup } from "../storage/usage-lookup.js";
 import { createUsageStore } from "../storage/usage.js";
 import { parseArgv } from "./args.js";
 import { COMMANDS, helpText, usageLine } from "./commands.js";
@@ -35,8 +39,12 @@ export function main(argv: readonly string[], io: CliIo): number {
       io.out(helpText(inv.topic));
       return EXIT_OK;
     }
+    if (inv.kind === "version") {
+      io.out(`gatewayz ${installation().version}\n`);
+      return EXIT_OK;
+    }
     const work = withCommand(inv.command, () => inv.command.parse({ values: inv.values, args: inv.args }));
-    const output = withDatabase(inv.values.db, io.env, work);
+    const output = withDatabase(inv.command, inv.values.db, io.env, work);
     io.out(inv.values.json ? jsonDocument(output.json) : output.text);
     return EXIT_OK;
   } catch (err) {
@@ -58,10 +66,15 @@ function withCommand<T>(command: CommandSpec, fn: () => T): T {
   }
 }
 
-function withDatabase(dbFlag: unknown, env: CliIo["env"], work: (ctx: Context) => Output): Output {
+function withDatabase(command: CommandSpec, dbFlag: unknown, env: CliIo["env"], work: (ctx: Context) => Output): Output {
   let config: Config | undefined;
   const configOnce = (): Config => (config ??= configured(env));
   const path = typeof dbFlag === "string" ? dbFlag : configOnce().databasePath;
+  if (command.existingDatabase && path !== ":memory:" && !existsSync(path)) {
+    throw new Error(`no database at ${resolve(path)} ('${command.words.join(" ")}' does not create one). ` +
+      "Create it by starting the gateway or with 'gatewayz keys create --user NAME --name NAME', " +
+      "or point --db or DATABASE_PATH at the gateway's database");
+  }
   let db: Db;
   try {
     db = openDb(path);
@@ -70,7 +83,7 @@ function withDatabase(dbFlag: unknown, env: CliIo["env"], work: (ctx: Context) =
   }
   try {
     const accounts = createAccounts(createKeyStore(db), createLimitStore(db), createUsageStore(db));
-    return work({ accounts, defaults: (scope) => configOnce().limits[scope] });
+    return work({ accounts, defaults: (scope) => configOnce().limits[scope], usageRows: createUsageLookup(db) });
   } finally {
     db.close();
   }

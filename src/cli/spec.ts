@@ -1,12 +1,15 @@
 import type { LimitDefaults } from "../config.js";
 import type { Accounts } from "../core/accounts.js";
 import type { LimitScope } from "../storage/limits.js";
+import type { UsageLookup } from "../storage/usage-lookup.js";
 
 /** What a command may use: the account operations, and the configured limit defaults when it asks. */
 export interface Context {
   readonly accounts: Accounts;
   /** Read lazily: only commands that show defaults need the configuration. */
   readonly defaults: (scope: LimitScope) => LimitDefaults;
+  /** Single usage rows, by request id. */
+  readonly usageRows: UsageLookup;
 }
 
 export type OptionValues = Readonly<Record<string, string | boolean | undefined>>;
@@ -31,6 +34,13 @@ export interface CommandSpec {
   /** The flags part of the usage line. */
   readonly usage: string;
   readonly summary: string;
+  /**
+   * Works on an existing database only: it reads, or changes a key that must
+   * already exist. Such a command refuses a missing file rather than create an
+   * empty one (a mistyped path, or another installation's default, would
+   * otherwise answer "no keys" and leave a stray database behind).
+   */
+  readonly existingDatabase?: boolean;
   /** The command's own flags; --db, --json and --help are added to every command. */
   readonly options: Readonly<Record<string, { readonly type: "string" | "boolean" }>>;
   /**

@@ -1,8 +1,9 @@
 import { formatUsd } from "../core/money.js";
+import type { UsageRowView } from "../storage/usage-lookup.js";
 import type { UsageGroup, UsageSummaryRow } from "../storage/usage.js";
 import { choice, day, optional } from "./args.js";
-import { table } from "./format.js";
-import type { CommandSpec } from "./spec.js";
+import { iso, printable, table } from "./format.js";
+import { UsageError, type CommandSpec, type Context, type Output } from "./spec.js";
 
 const GROUPS: readonly UsageGroup[] = ["key", "user", "model", "day"];
 const DAY_MS = 86_400_000;
@@ -11,14 +12,55 @@ const numbers = (r: Omit<UsageSummaryRow, "group">) => ({
   requests: r.requests, errors: r.errors, promptTokens: r.promptTokens, completionTokens: r.completionTokens, costUsd: formatUsd(r.costPico),
 });
 
+const SUMMARY_FLAGS = ["by", "since", "until", "user", "key"] as const;
+
+/** The row of one request, every field, as `key  value` lines. */
+function rowText(r: UsageRowView): string {
+  const ms = (v: number | null) => (v === null ? "-" : `${Math.round(v * 10) / 10} ms`);
+  const flags = [r.estimated && "estimated", r.clamped && "clamped"].filter(Boolean).join(", ");
+  const lines: [string, string][] = [
+    ["request", r.requestId],
+    ["time", iso(r.ts)],
+    ["key", `${r.keyId ?? "-"}${r.userName === null ? "" : ` (user ${r.userName})`}`],
+    ["protocol", r.protocol],
+    ["model", `${r.requestedModel} → ${r.model ?? "-"} (upstream ${r.upstreamModel ?? "-"})`],
+    ["provider", `${r.provider ?? "-"}, ${r.attempts} attempt${r.attempts === 1 ? "" : "s"}`],
+    ["status", r.errorKind ? `${r.status} (${r.errorKind})` : r.status],
+    ["tokens", `${r.promptTokens} prompt (${r.cachedTokens} cached), ${r.completionTokens} completion (${r.reasoningTokens} reasoning)${flags && `, ${flags}`}`],
+    ["cost", `${formatUsd(r.costPico)} USD`],
+    ["latency", `${ms(r.latencyMs)}, first token ${ms(r.ttftMs)}`],
+  ];
+  return lines.map(([k, v]) => `${k.padEnd(9)} ${printable(v)}`).join("\n") + "\n";
+}
+
+function requestRows(ctx: Context, requestId: string): Output {
+  const rows = ctx.usageRows.byRequestId(requestId);
+  if (rows.length === 0) throw new Error(`no usage row with request id '${printable(requestId)}'`);
+  return {
+    text: rows.map(rowText).join("\n"),
+    json: rows.map(({ costPico, ...r }) => ({ ...r, time: iso(r.ts), costUsd: formatUsd(costPico) })),
+  };
+}
+
 export const USAGE_COMMANDS: readonly CommandSpec[] = [
   {
     words: ["usage"],
     args: [],
-    usage: "[--by key|user|model|day] [--since YYYY-MM-DD] [--until YYYY-MM-DD] [--user NAME] [--key ID]",
-    summary: "requests, errors, tokens and exact cost, grouped by key unless --by says otherwise; days are UTC, both ends included",
-    options: { by: { type: "string" }, since: { type: "string" }, until: { type: "string" }, user: { type: "string" }, key: { type: "string" } },
+    existingDatabase: true,
+    usage: "[--by key|user|model|day] [--since YYYY-MM-DD] [--until YYYY-MM-DD] [--user NAME] [--key ID] | --request-id ID",
+    summary: "requests, errors, tokens and exact cost, grouped by key unless --by says otherwise; days are UTC, both ends included; " +
+      "--request-id shows the row of one request (its x-request-id)",
+    options: {
+      by: { type: "string" }, since: { type: "string" }, until: { type: "string" }, user: { type: "string" }, key: { type: "string" },
+      "request-id": { type: "string" },
+    },
     parse({ values }) {
+      const requestId = optional(values, "request-id");
+      if (requestId !== undefined) {
+        const other = SUMMARY_FLAGS.find((f) => values[f] !== undefined);
+        if (other) throw new UsageError(`--request-id shows one request; it does not combine with --${other}`);
+        return (ctx) => requestRows(ctx, requestId);
+      }
       const by = choice(values, "by", GROUPS) ?? "key";
       const since = day(values, "since");
       const untilDay = day(values, "until");

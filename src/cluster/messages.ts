@@ -1,5 +1,5 @@
 import { toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
-import { GatewayError, asGatewayError, type ErrorKind } from "../errors.js";
+import { GatewayError, asGatewayError, type ErrorKind, type Refusal } from "../errors.js";
 import type { RateLimitSnapshot, Subject } from "../core/limiter.js";
 
 // What workers and the primary say to each other over the cluster IPC channel.
@@ -7,14 +7,22 @@ import type { RateLimitSnapshot, Subject } from "../core/limiter.js";
 
 export interface TakeRequest { t: "take"; id: number; subject: Subject; tokens: number; pico: string }
 export interface SettleRequest { t: "settle"; ticket: number; tokens: number; pico: string }
-export type ToPrimary = TakeRequest | SettleRequest;
+/** A worker was scraped: it asks for every worker's metrics, aggregated (`id` is the worker's own). */
+export interface ScrapeRequest { t: "scrape"; id: number }
+/** A worker's answer to `collect`: its registry as prom-client's JSON. */
+export interface CollectedMetrics { t: "collected"; scrape: number; metrics: unknown[] }
+export type ToPrimary = TakeRequest | SettleRequest | ScrapeRequest | CollectedMetrics;
 
 export type TakeReply =
   | { t: "took"; id: number; ticket: number; snapshot: RateLimitSnapshot }
   | { t: "refused"; id: number; error: WireError };
 /** The primary is shutting down: drain (and, when `hurry`, end what is still in flight now). */
 export interface ShutdownRequest { t: "shutdown"; hurry: boolean }
-export type ToWorker = TakeReply | ShutdownRequest;
+/** The primary asks each worker for its metrics (`scrape` numbers the primary's collections). */
+export interface CollectRequest { t: "collect"; scrape: number }
+/** The aggregate a scraped worker asked for, or why there is none. */
+export interface ScrapeReply { t: "scraped"; id: number; text?: string; error?: string }
+export type ToWorker = TakeReply | ShutdownRequest | CollectRequest | ScrapeReply;
 
 /** A GatewayError as plain data: kind, message, and what the front doors render from it. */
 export interface WireError {
@@ -23,6 +31,7 @@ export interface WireError {
   openaiType?: string | undefined;
   headers: Record<string, string>;
   retryAfterMs?: number | undefined;
+  refusal?: Refusal | undefined;
   details: Array<{ type: string; value: string }>;
 }
 
@@ -38,6 +47,7 @@ export function toWire(err: unknown): WireError {
     openaiType: e.openaiType,
     headers,
     retryAfterMs: e.retryAfterMs,
+    refusal: e.refusal,
     details: (e.details as Detail[]).map((d) => "desc" in d
       ? { type: d.desc.typeName, value: Buffer.from(toBinary(d.desc, d.value)).toString("base64") }
       : { type: d.type, value: Buffer.from(d.value).toString("base64") }),
@@ -48,6 +58,7 @@ export function fromWire(w: WireError): GatewayError {
   const err = new GatewayError(w.kind, w.message, {
     ...(w.openaiType ? { openaiType: w.openaiType } : {}),
     ...(w.retryAfterMs !== undefined ? { retryAfterMs: w.retryAfterMs } : {}),
+    ...(w.refusal ? { refusal: w.refusal } : {}),
     headers: w.headers,
   });
   // Already encoded: Connect sends incoming-style details ({type, value}) as they are.

@@ -8,6 +8,7 @@ import type { Logger } from "../log.js";
 import { openDb } from "../storage/db.js";
 import { createLimitStore } from "../storage/limits.js";
 import { createUsageStore } from "../storage/usage.js";
+import { primaryMetrics } from "./cluster-metrics.js";
 import { toWire, type ToPrimary, type ToWorker } from "./messages.js";
 
 export interface Primary {
@@ -36,10 +37,13 @@ export async function startPrimary(config: Config, log: Logger, count: number): 
   const held = new Map<Worker, Map<number, QuotaTicket>>();
   let nextTicket = 1;
   let stopping = false;
+  // A scrape of any worker answers for all of them (cluster-metrics.ts).
+  const metrics = primaryMetrics(() => held.keys());
 
   const onMessage = (worker: Worker, m: ToPrimary) => {
     const tickets = held.get(worker);
     if (!tickets) return;
+    if (m.t === "scrape" || m.t === "collected") return metrics.onMessage(worker, m);
     if (m.t === "settle") {
       tickets.get(m.ticket)?.settle(m.tokens, BigInt(m.pico));
       tickets.delete(m.ticket);

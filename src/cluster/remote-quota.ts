@@ -19,7 +19,7 @@ export function remoteQuota(policy: Policy, channel: NodeJS.Process = process): 
   const send = (m: ToPrimary) => channel.send!(m);
 
   channel.on("message", (m: ToWorker) => {
-    if (m.t === "shutdown") return;
+    if (m.t !== "took" && m.t !== "refused") return;
     const w = waiting.get(m.id);
     if (!w) return;
     waiting.delete(m.id);

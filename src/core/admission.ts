@@ -1,4 +1,5 @@
 import { GatewayError } from "../errors.js";
+import type { Observer } from "../observe/observer.js";
 import type { UsageStore } from "../storage/usage.js";
 import type { Authenticator, Principal } from "./auth.js";
 import type { Catalog, CatalogModel } from "./catalog.js";
@@ -16,6 +17,8 @@ export interface AdmissionDeps {
   quota: Quota;
   /** Asked first: while it cannot keep usage rows, no chat is admitted. */
   usage: Pick<UsageStore, "available" | "countUnrecorded">;
+  /** Told which limit refused a request (the refusal travels on the error, from the primary too with --workers). */
+  observer: Pick<Observer, "limiterRefused">;
 }
 
 /** A request that passed every check, holding its share of limits and budget until settled. */
@@ -38,7 +41,7 @@ export interface Admitted {
  * learnt on the way goes on the request's meter, so a refused request is
  * recorded with as much as is known.
  */
-export function createAdmission({ catalog, prices, auth, quota, usage }: AdmissionDeps) {
+export function createAdmission({ catalog, prices, auth, quota, usage, observer }: AdmissionDeps) {
   return {
     async admit(call: ChatCall, meter: RequestMeter): Promise<Admitted> {
       if (!usage.available()) {
@@ -57,7 +60,13 @@ export function createAdmission({ catalog, prices, auth, quota, usage }: Admissi
       // Reserve the worst case: the prompt estimate plus every token max_tokens allows.
       const promptTokens = estimatePromptTokens(call.body);
       const completionTokens = completionReserve(call.body);
-      const ticket = await quota.take(principal, promptTokens + completionTokens, prices.picoOf(model, { promptTokens, completionTokens }));
+      let ticket;
+      try {
+        ticket = await quota.take(principal, promptTokens + completionTokens, prices.picoOf(model, { promptTokens, completionTokens }));
+      } catch (err) {
+        if (err instanceof GatewayError && err.refusal) observer.limiterRefused(err.refusal.dimension, err.refusal.scope);
+        throw err;
+      }
       return {
         principal,
         model,

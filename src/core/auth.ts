@@ -20,6 +20,17 @@ export interface Authenticator {
   authenticate(authorization: string | null | undefined, need: KeyKind): Principal;
 }
 
+/**
+ * The refusal of a key that was ours: revoked, or the old key of a rotation.
+ * Still 401 unauthenticated, but it names whose key it was, so the refused
+ * request can be recorded under that key (its owner learns who still uses it).
+ */
+export class RevokedKeyError extends GatewayError {
+  constructor(readonly principal: Principal) {
+    super("unauthenticated", "the API key has been revoked");
+  }
+}
+
 const BOOTSTRAP: Principal = Object.freeze({
   keyId: "bootstrap-admin", userId: "bootstrap-admin", userName: "bootstrap-admin", keyName: "GATEWAYZ_ADMIN_KEY", kind: "admin",
 });
@@ -42,8 +53,8 @@ export function createAuthenticator(keys: KeyStore, bootstrapAdminKey?: string):
         if (!looksLikeKey(token)) throw invalid("the API key is malformed; Gatewayz keys look like gw_live_…");
         const found = keys.findByHash(hash);
         if (!found || !timingSafeEqual(found.hash, hash)) throw invalid("the API key is not valid");
-        if (found.revokedAt !== null) throw invalid("the API key has been revoked");
         principal = { keyId: found.id, userId: found.userId, userName: found.userName, keyName: found.name, kind: found.kind };
+        if (found.revokedAt !== null) throw new RevokedKeyError(principal);
       }
       if (principal.kind !== need) {
         throw new GatewayError("permission_denied", need === "admin"

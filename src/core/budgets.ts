@@ -2,7 +2,7 @@ import { GatewayError } from "../errors.js";
 import type { BudgetRow } from "../storage/limits.js";
 import type { UsageStore } from "../storage/usage.js";
 import { formatUsd } from "./money.js";
-import type { Subject } from "./limiter.js";
+import { NO_RETRY, type Subject } from "./limiter.js";
 import type { Policy } from "./policy.js";
 
 export interface BudgetHold {
@@ -59,8 +59,9 @@ export function createBudgets(policy: Policy, usage: UsageStore, now: () => numb
         const a = account(scope, id, budget, t);
         if (a.spent + a.reserved >= budget.limitPico) {
           const period = budget.period === "month" ? " this month" : "";
+          // Used up for its period (or for good): no retry can succeed before an admin raises it.
           throw new GatewayError("insufficient_quota",
-            `the ${scope}'s budget of $${formatUsd(budget.limitPico)}${period} is used up ($${formatUsd(a.spent)} spent)`);
+            `the ${scope}'s budget of $${formatUsd(budget.limitPico)}${period} is used up ($${formatUsd(a.spent)} spent)`, { headers: NO_RETRY, refusal: { dimension: "budget", scope } });
         }
         held.push(a);
       }

@@ -2,6 +2,7 @@ import { GatewayError } from "../errors.js";
 import type { Principal } from "./auth.js";
 import { validateParams } from "./chat-params.js";
 import type { Protocol } from "./metering.js";
+import type { RequestTelemetry } from "../observe/telemetry.js";
 
 /**
  * The core speaks OpenAI's chat request body: both front doors produce one
@@ -23,6 +24,8 @@ export interface ChatCall {
   /** The key behind `authorization`, when the front door checked it before reading the body. */
   readonly principal?: Principal | undefined;
   readonly protocol: Protocol;
+  /** The request's id, trace and facts, from its front door. */
+  readonly telemetry?: RequestTelemetry | undefined;
 }
 
 const ROLES = new Set(["system", "developer", "user", "assistant", "tool", "function"]);

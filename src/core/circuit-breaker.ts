@@ -14,6 +14,12 @@ export interface Breakers {
   neutral(provider: string): void;
   /** Milliseconds until an open circuit lets a probe through; 0 otherwise. */
   retryInMs(provider: string): number;
+  /**
+   * Calls `listener` whenever a provider's state changes: it opens, it closes,
+   * or its cool-down ends (half-open, on a timer, so readiness does not wait
+   * for a request to notice). Returns the unsubscribe function.
+   */
+  onChange(listener: (provider: string, state: BreakerState) => void): () => void;
 }
 
 interface Circuit { failures: number; openedAt: number | undefined; probing: boolean }
@@ -37,10 +43,31 @@ export function createBreakers(threshold: number, cooldownMs: number, log: Logge
     if (!c || c.openedAt === undefined) return "closed";
     return now() - c.openedAt < cooldownMs ? "open" : "half_open";
   };
+  const listeners = new Set<(provider: string, state: BreakerState) => void>();
+  // The state each provider was last reported in, so a listener hears each change once.
+  const reported = new Map<string, BreakerState>();
+  const report = (p: string) => {
+    const s = state(p);
+    if ((reported.get(p) ?? "closed") === s) return;
+    if (s === "closed") reported.delete(p);
+    else reported.set(p, s);
+    for (const l of listeners) l(p, s);
+  };
+  // Wakes when the cool-down of the opening at `openedAt` ends; a later opening has its own timer.
+  const wakeAfterCooldown = (p: string, openedAt: number) => {
+    setTimeout(() => {
+      if (circuits.get(p)?.openedAt !== openedAt) return;
+      const left = Math.max(0, openedAt + cooldownMs - now());
+      if (left > 0) wakeAfterCooldown(p, openedAt);
+      else report(p);
+    }, Math.max(1, openedAt + cooldownMs - now())).unref();
+  };
   const open = (p: string, c: Circuit, why: string) => {
     c.openedAt = now();
     c.probing = false;
     log.warn(`circuit for ${p} opened ${why}; skipping it for ${Math.round(cooldownMs / 1000)} s`);
+    report(p);
+    wakeAfterCooldown(p, c.openedAt);
   };
 
   return {
@@ -60,6 +87,7 @@ export function createBreakers(threshold: number, cooldownMs: number, log: Logge
       if (!c) return;
       if (c.openedAt !== undefined) log.info(`circuit for ${p} closed: it answered again`);
       circuits.delete(p);
+      report(p);
     },
     failure(p) {
       const c = circuit(p);
@@ -74,6 +102,10 @@ export function createBreakers(threshold: number, cooldownMs: number, log: Logge
     retryInMs(p) {
       const c = circuits.get(p);
       return c?.openedAt === undefined ? 0 : Math.max(0, c.openedAt + cooldownMs - now());
+    },
+    onChange(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
     },
   };
 }

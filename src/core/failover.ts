@@ -33,7 +33,7 @@ interface Tried { provider: string; error?: GatewayError; skipped?: string }
  * search is bounded by `budgetMs`.
  */
 export async function withFailover<T>(routes: readonly Route[], clientSignal: AbortSignal, deps: FailoverDeps,
-  attempt: (route: Route, signal: AbortSignal, n: number) => Promise<T>): Promise<Succeeded<T>> {
+  attempt: (route: Route, signal: AbortSignal, n: number) => Promise<T>, requestId?: string): Promise<Succeeded<T>> {
   const { breakers, log } = deps;
   const controller = new AbortController();
   const follow = () => controller.abort(clientSignal.reason);
@@ -82,7 +82,8 @@ export async function withFailover<T>(routes: readonly Route[], clientSignal: Ab
           }
           breakers.failure(route.provider);
           tried.push({ provider: route.provider, error: err });
-          log.warn(`attempt ${attempts} on ${route.provider} failed: ${err.kind}${err.upstreamStatus ? ` (${err.upstreamStatus})` : ""}: ${err.rawMessage}`);
+          log.warn(`attempt ${attempts} on ${route.provider} failed: ${err.kind}${err.upstreamStatus ? ` (${err.upstreamStatus})` : ""}: ${err.rawMessage}` +
+            (requestId === undefined ? "" : ` [request ${requestId}]`));
           const wait = err.retryAfterMs;
           const left = deps.budgetMs - (Date.now() - started);
           if (retry === 0 && wait !== undefined && wait <= deps.retryAfterCapMs && wait < left && breakers.tryAcquire(route.provider)) {

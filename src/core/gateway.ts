@@ -21,8 +21,11 @@ import type { RateLimitSnapshot } from "./limiter.js";
 import { RequestMeter, type Protocol, type UsageStatus } from "./metering.js";
 import type { CostBreakdown, PriceBook } from "./pricing.js";
 import { planUpstream } from "./quirks.js";
-import { countTokens, promptText } from "./tokens.js";
-import { fromOpenAIUsage, NO_USAGE, type TokenUsage } from "./usage.js";
+import { countPromptTokens, countTokens } from "./tokens.js";
+import { fromOpenAIUsage, NO_USAGE, toOpenAIUsage, type TokenUsage } from "./usage.js";
+import type { Observer } from "../observe/observer.js";
+import type { RequestTelemetry } from "../observe/telemetry.js";
+import { NO_TRACE } from "../observe/trace.js";
 
 /** What a finished request amounted to; the same for every front door. */
 export interface ChatOutcome {
@@ -35,8 +38,11 @@ export interface ChatOutcome {
   readonly attempts: number;
   readonly finishReason: string;
   readonly usage: TokenUsage;
-  /** The upstream's usage object as sent, for front doors that relay it. */
-  readonly rawUsage: CompletionUsage | undefined;
+  /**
+   * The usage object front doors relay: the upstream's as sent, or when it
+   * sent none our estimate in OpenAI's shape, so a client always gets one.
+   */
+  readonly rawUsage: CompletionUsage;
   readonly cost: CostBreakdown;
   /** Token counts came from our tokenizer because the upstream sent none. */
   readonly estimated: boolean;
@@ -78,10 +84,10 @@ export interface Gateway {
   authenticate(authorization: string | null | undefined): Principal;
   /**
    * Records a chat request a front door refused before it reached the core
-   * (bad JSON, too large); resolves once the row is durable, so the door
-   * answers after it.
+   * (bad JSON, too large, a revoked key: then `principal` is whose it was);
+   * resolves once the row is durable, so the door answers after it.
    */
-  refused(request: { protocol: Protocol; model: string; authorization: string | null | undefined }, error: unknown): Promise<void>;
+  refused(request: { protocol: Protocol; model: string; authorization: string | null | undefined; principal?: Principal; telemetry?: RequestTelemetry | undefined }, error: unknown): Promise<void>;
   /** The providers that can serve a model here, in failover order, with their circuit state. */
   servedBy(model: CatalogModel): Array<{ provider: string; upstreamId: string; state: BreakerState }>;
 }
@@ -91,7 +97,12 @@ export interface GatewayDeps extends AdmissionDeps {
   usage: UsageStore;
   log: Logger;
   failover: FailoverDeps;
+  /** Metrics; NO_OBSERVER when they are off. */
+  observer: Observer;
 }
+
+/** Headers an upstream request carries (the trace context), if any. */
+type UpstreamHeaders = Readonly<Record<string, string>> | undefined;
 
 /** A provider's first chunk and the rest of its stream. */
 interface Opened {
@@ -100,7 +111,7 @@ interface Opened {
 }
 
 export function createGateway(deps: GatewayDeps): Gateway {
-  const { catalog, prices, providers, usage, log } = deps;
+  const { catalog, prices, providers, usage, log, observer } = deps;
   const admission = createAdmission(deps);
   const transformsLogged = new Set<string>();
 
@@ -132,10 +143,13 @@ export function createGateway(deps: GatewayDeps): Gateway {
 
   /** Settles limits and budget and writes the usage row, exactly once per request. */
   const account = (meter: RequestMeter, admitted: Admitted | undefined, status: UsageStatus,
-    tokens: TokenUsage, estimated: boolean, error?: unknown): CostBreakdown | undefined => {
+    tokens: TokenUsage, estimated: boolean, error?: unknown, finishReason?: string, responseModel?: string): CostBreakdown | undefined => {
     const cost = admitted ? prices.costOf(admitted.model, tokens) : undefined;
     admitted?.settle(tokens.totalTokens, cost?.totalPico ?? 0n);
-    meter.finish({ status, errorKind: error === undefined ? undefined : asGatewayError(error).kind, usage: tokens, costPico: cost?.totalPico ?? 0n, estimated });
+    meter.finish({
+      status, errorKind: error === undefined ? undefined : asGatewayError(error).kind, usage: tokens, costPico: cost?.totalPico ?? 0n, estimated,
+      finishReason, responseModel,
+    });
     return cost;
   };
 
@@ -145,17 +159,21 @@ export function createGateway(deps: GatewayDeps): Gateway {
     account(meter, admitted, status, tokens, estimated, err);
   };
 
-  /** Usage as the upstream reported it, or counted by our tokenizer when it reported none. */
-  const usageOf = async (raw: CompletionUsage | undefined, call: ChatCall, text: string[]): Promise<{ tokens: TokenUsage; estimated: boolean }> => {
-    if (raw) return { tokens: fromOpenAIUsage(raw), estimated: false };
-    const [prompt, completion] = await Promise.all([countTokens(promptText(call.body)), countTokens(text.join(""))]);
-    return { tokens: { ...NO_USAGE, promptTokens: prompt, completionTokens: completion, totalTokens: prompt + completion }, estimated: true };
+  /**
+   * Usage as the upstream reported it, or counted by our tokenizer when it
+   * reported none; `raw` is what the client is told (the estimate, then).
+   */
+  const usageOf = async (raw: CompletionUsage | null | undefined, call: ChatCall, text: string[]): Promise<{ tokens: TokenUsage; estimated: boolean; raw: CompletionUsage }> => {
+    if (raw) return { tokens: fromOpenAIUsage(raw), estimated: false, raw };
+    const [prompt, completion] = await Promise.all([countPromptTokens(call.body), countTokens(text.join(""))]);
+    const tokens = { ...NO_USAGE, promptTokens: prompt, completionTokens: completion, totalTokens: prompt + completion };
+    return { tokens, estimated: true, raw: toOpenAIUsage(tokens) };
   };
 
   /** One attempt at a stream: done once the provider's first chunk is in. */
-  const openUpstream = async (route: Route, body: ChatBody, signal: AbortSignal): Promise<Opened> => {
+  const openUpstream = async (route: Route, body: ChatBody, signal: AbortSignal, headers: UpstreamHeaders): Promise<Opened> => {
     const params = { ...body, model: route.upstreamId, stream: true, stream_options: { include_usage: true } } as ChatCompletionCreateParamsStreaming;
-    const rest = route.client.stream(params, signal)[Symbol.asyncIterator]();
+    const rest = route.client.stream(params, signal, headers)[Symbol.asyncIterator]();
     return { first: await rest.next(), rest };
   };
 
@@ -167,16 +185,18 @@ export function createGateway(deps: GatewayDeps): Gateway {
    */
   const chatStream = (call: ChatCall, meter: RequestMeter, admitted: Admitted, route: Route, attempts: number, opened: Opened): ChatStream => {
     let outcome: ChatOutcome | undefined;
+    const streamEnded = meter.request.streamed ? observer.streamStarted() : undefined;
     const onEnd = async (end: StreamEnd) => {
-      const { tokens, estimated } = await usageOf(end.usage, call, end.text);
+      streamEnded?.();
+      const { tokens, estimated, raw } = await usageOf(end.usage, call, end.text);
       if (!end.ok) {
         failed(meter, admitted, end.error, tokens, estimated);
         return usage.committed();
       }
-      const cost = account(meter, admitted, "ok", tokens, estimated)!;
+      const cost = account(meter, admitted, "ok", tokens, estimated, undefined, end.finishReason, end.model)!;
       outcome = {
         id: end.id, provider: route.provider, catalogModel: admitted.model, upstreamModel: end.model || route.upstreamId, attempts,
-        finishReason: end.finishReason, usage: tokens, rawUsage: end.usage, cost, estimated,
+        finishReason: end.finishReason, usage: tokens, rawUsage: raw, cost, estimated,
       };
       await usage.committed();
     };
@@ -195,14 +215,39 @@ export function createGateway(deps: GatewayDeps): Gateway {
     };
   };
 
-  /** Runs `attempt` over the model's routes, keeping the meter on the route being tried. */
-  const failover = <T>(call: ChatCall, meter: RequestMeter, routes: Route[], attempt: (route: Route, signal: AbortSignal) => Promise<T>) =>
-    withFailover(routes, call.signal, deps.failover, (route, signal, n) => {
+  /**
+   * Runs `attempt` over the model's routes, keeping the meter on the route
+   * being tried. Each attempt is timed for the metrics and traced as a child
+   * span whose context the upstream request carries (traceparent); the
+   * winner's span stays open until the request ends (the meter ends it).
+   */
+  const failover = <T>(call: ChatCall, meter: RequestMeter, routes: Route[], attempt: (route: Route, signal: AbortSignal, headers: UpstreamHeaders) => Promise<T>) => {
+    const trace = call.telemetry?.trace ?? NO_TRACE;
+    let previous: string | undefined;
+    return withFailover(routes, call.signal, deps.failover, async (route, signal, n) => {
       meter.attempts = n;
       meter.provider = route.provider;
       meter.upstreamModel = route.upstreamId;
-      return attempt(route, signal);
-    });
+      if (previous !== undefined && previous !== route.provider) observer.failover(previous, route.provider);
+      previous = route.provider;
+      const span = trace.recording ? trace.attempt(`chat ${route.upstreamId}`, {
+        "gen_ai.operation.name": "chat", "gen_ai.provider.name": route.provider, "gen_ai.request.model": route.upstreamId,
+        "server.address": new URL(route.client.provider.baseUrl).host, "gatewayz.attempt": n,
+      }) : undefined;
+      const started = performance.now();
+      try {
+        const value = await attempt(route, signal, span?.headers);
+        observer.attemptFinished(route.provider, (performance.now() - started) / 1000, "ok");
+        meter.attemptSpan = span;
+        return value;
+      } catch (err) {
+        const kind = asGatewayError(err).kind;
+        observer.attemptFinished(route.provider, (performance.now() - started) / 1000, kind);
+        span?.end({}, kind);
+        throw err;
+      }
+    }, call.telemetry?.requestId);
+  };
 
   /**
    * One chat request: a meter, admission, then `work`. A failure the work
@@ -210,8 +255,13 @@ export function createGateway(deps: GatewayDeps): Gateway {
    * here, so every path leaves exactly one usage row, and it is thrown only
    * once the row is committed: commit before answer, on every path.
    */
-  const metered = async <T>(call: ChatCall, work: (meter: RequestMeter, entry: { admitted: Admitted; routes: Route[] }) => Promise<T>): Promise<T> => {
-    const meter = new RequestMeter(usage, log, call.protocol, call.model);
+  const metered = async <T>(call: ChatCall, streamed: boolean, work: (meter: RequestMeter, entry: { admitted: Admitted; routes: Route[] }) => Promise<T>): Promise<T> => {
+    const meter = new RequestMeter(usage, log, observer, { protocol: call.protocol, model: call.model, telemetry: call.telemetry, streamed });
+    const trace = call.telemetry?.trace;
+    if (trace?.recording) {
+      trace.rename(`chat ${call.model.slice(0, 200)}`);
+      trace.set({ "gen_ai.operation.name": "chat", "gen_ai.request.model": call.model.slice(0, 200) });
+    }
     let admitted: Admitted | undefined;
     try {
       const entry = await admit(call, meter);
@@ -235,19 +285,19 @@ export function createGateway(deps: GatewayDeps): Gateway {
     async refused(request, error) {
       // No room for its row either: counted, like the chats admission turns away.
       if (!usage.available()) return usage.countUnrecorded();
-      const meter = new RequestMeter(usage, log, request.protocol, request.model);
-      meter.principal = admission.identify(request.authorization);
+      const meter = new RequestMeter(usage, log, observer, { protocol: request.protocol, model: request.model, telemetry: request.telemetry, streamed: false });
+      meter.principal = request.principal ?? admission.identify(request.authorization);
       failed(meter, undefined, error);
       await usage.committed();
     },
 
-    complete: (call) => metered(call, async (meter, { admitted, routes }) => {
+    complete: (call) => metered(call, false, async (meter, { admitted, routes }) => {
       const model = admitted.model;
-      const won = await failover(call, meter, routes, async (route, signal): Promise<{ opened: Opened } | { completion: ChatCompletion }> => {
+      const won = await failover(call, meter, routes, async (route, signal, headers): Promise<{ opened: Opened } | { completion: ChatCompletion }> => {
         const plan = planUpstream(model, call.body, false, route.client.provider.row.dialect);
-        if (plan.streamUpstream) return { opened: await openUpstream(route, plan.body, signal) };
+        if (plan.streamUpstream) return { opened: await openUpstream(route, plan.body, signal, headers) };
         const params = { ...plan.body, model: route.upstreamId } as ChatCompletionCreateParamsNonStreaming;
-        return { completion: await route.client.complete(params, signal) };
+        return { completion: await route.client.complete(params, signal, headers) };
       });
       const { route, attempts } = won;
       if ("opened" in won.value) {
@@ -261,19 +311,19 @@ export function createGateway(deps: GatewayDeps): Gateway {
       const completion = won.value.completion;
       meter.markFirstByte();
       const answer = completion.choices.map((c) => c.message?.content ?? "");
-      const { tokens, estimated } = await usageOf(completion.usage ?? undefined, call, answer);
-      const cost = account(meter, admitted, "ok", tokens, estimated)!;
+      const { tokens, estimated, raw } = await usageOf(completion.usage, call, answer);
+      const cost = account(meter, admitted, "ok", tokens, estimated, undefined, completion.choices[0]?.finish_reason ?? undefined, completion.model)!;
       await usage.committed(); // the answer goes out only once its row is durable
       const outcome: ChatOutcome = {
         id: completion.id, provider: route.provider, catalogModel: model, upstreamModel: completion.model || route.upstreamId, attempts,
-        finishReason: completion.choices[0]?.finish_reason ?? "stop", usage: tokens, rawUsage: completion.usage ?? undefined, cost, estimated,
+        finishReason: completion.choices[0]?.finish_reason ?? "stop", usage: tokens, rawUsage: raw, cost, estimated,
       };
-      return { completion, outcome, rateLimit: admitted.rateLimit };
+      return { completion: completion.usage ? completion : { ...completion, usage: raw }, outcome, rateLimit: admitted.rateLimit };
     }),
 
-    stream: (call) => metered(call, async (meter, { admitted, routes }) => {
-      const won = await failover(call, meter, routes, (route, signal) =>
-        openUpstream(route, planUpstream(admitted.model, call.body, true, route.client.provider.row.dialect).body, signal));
+    stream: (call) => metered(call, true, async (meter, { admitted, routes }) => {
+      const won = await failover(call, meter, routes, (route, signal, headers) =>
+        openUpstream(route, planUpstream(admitted.model, call.body, true, route.client.provider.row.dialect).body, signal, headers));
       return chatStream(call, meter, admitted, won.route, won.attempts, won.value);
     }),
   };

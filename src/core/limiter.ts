@@ -128,24 +128,34 @@ const DIM_TEXT: Record<Check["dim"], string> = {
 };
 
 function rateLimited(over: Check[], snap: RateLimitSnapshot): GatewayError {
+  const quota = { desc: QuotaFailureSchema, value: create(QuotaFailureSchema, {
+    violations: over.map((c) => ({ subject: c.scope === "system" ? "system" : `${c.scope}:${c.subjectId}`, description: `${c.limit} ${DIM_TEXT[c.dim]}` })),
+  }) };
+  // A reservation above a tpm limit fails in every window: no Retry-After
+  // (the next window would fail the same way), and `x-should-retry: false`,
+  // which the OpenAI SDKs obey instead of retrying.
+  const tooBig = over.find((c) => c.dim === "tpm" && c.cost > c.limit);
+  if (tooBig) {
+    return new GatewayError("rate_limited",
+      `this request needs an estimated ${tooBig.cost} tokens, more than the ${tooBig.scope === "system" ? "gateway" : tooBig.scope}'s limit of ${tooBig.limit} ${DIM_TEXT.tpm}; lower max_tokens`,
+      { openaiType: "tokens", headers: { ...NO_RETRY, ...rateLimitHeaders(snap) }, details: [quota], refusal: { dimension: "tpm", scope: tooBig.scope } });
+  }
   const retryMs = Math.max(...over.map((c) => c.resetMs));
-  const first = over[0]!;
-  const tooBig = first.dim === "tpm" && first.cost > first.limit;
-  const message = tooBig
-    ? `this request needs an estimated ${first.cost} tokens, more than the ${first.scope}'s limit of ${first.limit} ${DIM_TEXT.tpm}; lower max_tokens`
-    : `rate limit reached: ${over.map((c) => `${c.limit} ${DIM_TEXT[c.dim]} for this ${c.scope === "system" ? "gateway" : c.scope}`).join("; ")}; retry in ${Math.ceil(retryMs / 1000)} s`;
+  const message = `rate limit reached: ${over.map((c) => `${c.limit} ${DIM_TEXT[c.dim]} for this ${c.scope === "system" ? "gateway" : c.scope}`).join("; ")}; retry in ${Math.ceil(retryMs / 1000)} s`;
   const seconds = Math.floor(retryMs / 1000);
   return new GatewayError("rate_limited", message, {
     openaiType: over.some((c) => c.dim !== "tpm") ? "requests" : "tokens",
+    refusal: { dimension: over[0]!.dim, scope: over[0]!.scope },
     headers: { "retry-after": String(Math.max(1, Math.ceil(retryMs / 1000))), ...rateLimitHeaders(snap) },
     details: [
       { desc: RetryInfoSchema, value: create(RetryInfoSchema, { retryDelay: { seconds: BigInt(seconds), nanos: (retryMs % 1000) * 1_000_000 } }) },
-      { desc: QuotaFailureSchema, value: create(QuotaFailureSchema, {
-        violations: over.map((c) => ({ subject: c.scope === "system" ? "system" : `${c.scope}:${c.subjectId}`, description: `${c.limit} ${DIM_TEXT[c.dim]}` })),
-      }) },
+      quota,
     ],
   });
 }
+
+/** The header OpenAI's SDKs read before any other to decide whether to retry (openai-node, openai-python). */
+export const NO_RETRY: Readonly<Record<string, string>> = Object.freeze({ "x-should-retry": "false" });
 
 /** OpenAI's header names: x-ratelimit-{limit,remaining,reset}-{requests,tokens}. */
 export function rateLimitHeaders(snap: RateLimitSnapshot): Record<string, string> {

@@ -70,13 +70,48 @@ export async function countTokens(text: string): Promise<number> {
   return total + count(text.slice(from));
 }
 
-/** The prompt's text, for counting when the upstream gave no usage. */
-export function promptText(body: ChatBody): string {
-  const out: string[] = [];
-  for (const m of body.messages) {
-    const content = (m as { content?: unknown }).content;
-    if (typeof content === "string") out.push(content);
-    else if (Array.isArray(content)) for (const p of content) if (typeof (p as { text?: unknown }).text === "string") out.push((p as { text: string }).text);
+/**
+ * OpenAI's chat framing for cl100k models, as its cookbook counts it
+ * (https://github.com/openai/openai-cookbook/blob/main/examples/How_to_count_tokens_with_tiktoken.ipynb):
+ * each message costs 3 tokens beyond its role and content (<|im_start|>,
+ * <|im_sep|>, <|im_end|>), a `name` 1 beyond its own, and the reply is primed
+ * with 3 more (<|im_start|>assistant<|im_sep|>). "hi" from the user is 8.
+ */
+const TOKENS_PER_MESSAGE = 3;
+const TOKENS_PER_NAME = 1;
+const REPLY_PRIMING = 3;
+
+/**
+ * The prompt's tokens, for when the upstream gave no usage: each message's
+ * content, role and name, plus the chat framing. A prompt past the bound of
+ * countTokens is estimated from its length as a whole, as one text would be.
+ */
+export async function countPromptTokens(body: ChatBody): Promise<number> {
+  const messages = body.messages as Array<{ role?: unknown; name?: unknown; content?: unknown }>;
+  const texts = messages.map((m) => messageText(m.content));
+  const chars = texts.reduce((n, t) => n + t.length, 0);
+  const whole = chars > MAX_TOKENIZED_CHARS;
+  let total = REPLY_PRIMING + (whole ? Math.ceil(chars / CHARS_PER_TOKEN) : 0);
+  for (let i = 0; i < messages.length; i++) {
+    const { role, name } = messages[i]!;
+    if (!whole) total += await countTokens(texts[i]!);
+    total += TOKENS_PER_MESSAGE + await countWord(role);
+    if (typeof name === "string" && name) total += TOKENS_PER_NAME + await countWord(name);
   }
+  return total;
+}
+
+/** A role or a name: a word, tokenized unless it is longer than any real one. */
+function countWord(word: unknown): Promise<number> {
+  if (typeof word !== "string") return Promise.resolve(0);
+  return word.length > MAX_RUN ? Promise.resolve(Math.ceil(word.length / CHARS_PER_TOKEN)) : countTokens(word);
+}
+
+/** A message's text: its content, or its text parts one per line. */
+function messageText(content: unknown): string {
+  if (typeof content === "string") return content;
+  if (!Array.isArray(content)) return "";
+  const out: string[] = [];
+  for (const p of content) if (typeof (p as { text?: unknown }).text === "string") out.push((p as { text: string }).text);
   return out.join("\n");
 }

@@ -61,3 +61,8 @@ export function fromOpenAIUsage(u: CompletionUsage | null | undefined): TokenUsa
   };
   return clamped ? { ...usage, clamped } : usage;
 }
+
+/** Usage in OpenAI's shape, for a client whose upstream sent none (the counts are then our estimate). */
+export function toOpenAIUsage(u: TokenUsage): CompletionUsage {
+  return { prompt_tokens: u.promptTokens, completion_tokens: u.completionTokens, total_tokens: u.totalTokens };
+}

@@ -21,9 +21,10 @@ import { checkChunk, headerProblem, readCompletion, refuseJsonStream } from "./u
  */
 export interface UpstreamClient {
   readonly provider: ProviderConfig;
-  complete(body: ChatCompletionCreateParamsNonStreaming, signal: AbortSignal): Promise<ChatCompletion>;
+  /** `headers` go with the upstream request (the trace context). */
+  complete(body: ChatCompletionCreateParamsNonStreaming, signal: AbortSignal, headers?: Readonly<Record<string, string>>): Promise<ChatCompletion>;
   /** Chunks as the upstream sends them; ends only after a clean `[DONE]`-terminated stream. */
-  stream(body: ChatCompletionCreateParamsStreaming, signal: AbortSignal): AsyncIterable<ChatCompletionChunk>;
+  stream(body: ChatCompletionCreateParamsStreaming, signal: AbortSignal, headers?: Readonly<Record<string, string>>): AsyncIterable<ChatCompletionChunk>;
   close(): Promise<void>;
 }
 
@@ -88,13 +89,13 @@ export function createUpstreamClient(provider: ProviderConfig, policy: RetryPoli
 
   return {
     provider,
-    async complete(body, signal) {
+    async complete(body, signal, headers) {
       const a = attempt(signal);
       try {
         // asResponse() resolves at the headers (and still throws APIError
         // for a non-2xx), so the first-byte phase ends there; the total
         // timer bounds reading the body, as it does a stream.
-        const response = await sdk.chat.completions.create(body, { signal: a.signal }).asResponse();
+        const response = await sdk.chat.completions.create(body, { signal: a.signal, headers }).asResponse();
         a.answered();
         return await readCompletion(response, provider.row.name, redact);
       } catch (err) {
@@ -103,13 +104,13 @@ export function createUpstreamClient(provider: ProviderConfig, policy: RetryPoli
         a.done();
       }
     },
-    async *stream(body, signal) {
+    async *stream(body, signal, headers) {
       const a = attempt(signal);
       let idle: NodeJS.Timeout | undefined;
       try {
         let stream: AsyncIterable<ChatCompletionChunk>;
         try {
-          const { data, response } = await sdk.chat.completions.create(body, { signal: a.signal }).withResponse();
+          const { data, response } = await sdk.chat.completions.create(body, { signal: a.signal, headers }).withResponse();
           a.answered();
           await refuseJsonStream(response, provider.row.name, redact);
           stream = data;

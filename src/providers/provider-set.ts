@@ -15,6 +15,8 @@ export interface Route {
 /** The configured providers, each with its client built once at start. */
 export interface ProviderSet {
   readonly configs: readonly ProviderConfig[];
+  /** The ids of the providers whose client loaded (configured: key and settings valid), in table order. */
+  readonly loaded: readonly string[];
   /**
    * The routes for a model in failover order: its own order if configured,
    * else the priority list rotated to start at the model's primary provider.
@@ -28,21 +30,33 @@ export interface ProviderSet {
 }
 
 /**
- * Builds one client per provider and reports each in one line, as operators
- * expect: `✓ Loaded alibaba_cloud provider client` or the reason it failed.
+ * Builds one client per configured provider and says so at start: a line per
+ * provider that loaded (`✓ Loaded alibaba-cloud provider client`), a warning
+ * per provider that is configured but broken (a bad region, a missing Vertex
+ * project), and one line for those with no key at all, which is the normal
+ * case for most of the table and not worth ten warnings.
  */
 export function createProviderSet(configs: readonly ProviderConfig[], failover: FailoverConfig, log: Logger): ProviderSet {
   const clients = new Map<string, UpstreamClient>();
   // One redactor knowing every provider's secrets: an upstream may echo more than its own.
   const redact = createRedactor(configs);
+  const unconfigured: string[] = [];
   for (const config of configs) {
-    const logName = config.row.id.replace(/-/g, "_");
-    try {
-      clients.set(config.row.id, createUpstreamClient(config, failover, redact));
-      log.info(`✓ Loaded ${logName} provider client`);
-    } catch (err) {
-      log.warn(`⚠ Failed to load ${logName} provider client: ${err instanceof Error ? err.message : String(err)}`);
+    const id = config.row.id;
+    if (config.unconfigured) {
+      unconfigured.push(id);
+      continue;
     }
+    try {
+      clients.set(id, createUpstreamClient(config, failover, redact));
+      log.info(`✓ Loaded ${id} provider client`);
+    } catch (err) {
+      log.warn(`⚠ Failed to load ${id} provider client: ${err instanceof Error ? err.message : String(err)}; its models go to other providers or answer 503`);
+    }
+  }
+  if (unconfigured.length) log.info(`Not configured (no API key): ${unconfigured.join(", ")}`);
+  if (clients.size === 0) {
+    log.warn("⚠ No provider is usable: chat requests answer 503 provider_not_configured until one has a key (DashScope: ALIBABA_CLOUD_API_KEY)");
   }
   const byId = new Map(configs.map((c) => [c.row.id, c]));
   const orderCache = new Map<string, Route[]>();
@@ -75,6 +89,7 @@ export function createProviderSet(configs: readonly ProviderConfig[], failover: 
 
   return {
     configs,
+    loaded: configs.map((c) => c.row.id).filter((id) => clients.has(id)),
     eligible,
     routes(model) {
       const routes = eligible(model);

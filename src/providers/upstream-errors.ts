@@ -83,7 +83,7 @@ function fromStatus(err: InstanceType<typeof OpenAI.APIError>, name: string, pol
   if (status === 429) {
     // Passed on: a client told when to come back need not guess.
     const headers = opts.retryAfterMs === undefined ? undefined : { "retry-after": String(Math.max(1, Math.ceil(opts.retryAfterMs / 1000))) };
-    return new GatewayError("rate_limited", `${name} is rate limiting the gateway (429)`, { ...opts, ...(headers ? { headers } : {}), retryable: policy.on429 });
+    return new GatewayError("upstream_rate_limited", `${name} is rate limiting the gateway (429)`, { ...opts, ...(headers ? { headers } : {}), retryable: policy.on429 });
   }
   if (status === 503) return new GatewayError("upstream_unavailable", `${name} is unavailable (503)`, { ...opts, retryable: true });
   if (status === 504 || status === 408) return new GatewayError("upstream_timeout", `${name} timed out (${status})`, { ...opts, retryable: true });

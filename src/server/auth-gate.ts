@@ -15,6 +15,8 @@ export interface AuthGate {
   check(req: Req, need: KeyKind): Principal;
   /** Requests refused here since start (they leave no usage row): for operators and tests. */
   readonly refusals: number;
+  /** The same by reason: `unauthenticated`, `permission_denied`, `rate_limited` (an address that failed too often). */
+  readonly refusalsBy: Readonly<Record<string, number>>;
 }
 
 const WINDOW_MS = 60_000;
@@ -35,11 +37,13 @@ export function createAuthGate(auth: Authenticator, failuresPerMinute: number, l
   let windowStart = 0;
   let failures = new Map<string, number>();
   let refusals = 0;
+  const refusalsBy: Record<string, number> = {};
   let unreported = 0;
   let report: NodeJS.Timeout | undefined;
 
-  const refused = () => {
+  const refused = (reason: string) => {
     refusals++;
+    refusalsBy[reason] = (refusalsBy[reason] ?? 0) + 1;
     unreported++;
     report ??= setTimeout(() => {
       log.warn(`refused ${unreported} request(s) without a valid key in the last ${REPORT_EVERY_MS / 1000} s`);
@@ -61,7 +65,7 @@ export function createAuthGate(auth: Authenticator, failuresPerMinute: number, l
       windowOf(t);
       const address = req.socket?.remoteAddress ?? "";
       if (failuresPerMinute > 0 && (failures.get(address) ?? 0) >= failuresPerMinute) {
-        refused();
+        refused("rate_limited");
         const retryMs = windowStart + WINDOW_MS - t;
         throw new GatewayError("rate_limited",
           `too many failed authentications from this address; retry in ${formatDuration(retryMs)}`,
@@ -72,7 +76,7 @@ export function createAuthGate(auth: Authenticator, failuresPerMinute: number, l
       } catch (err) {
         const e = asGatewayError(err);
         if (e.kind === "unauthenticated" || e.kind === "permission_denied") {
-          refused();
+          refused(e.kind);
           const n = failures.get(address);
           if (n !== undefined || failures.size < MAX_ADDRESSES) failures.set(address, (n ?? 0) + 1);
         }
@@ -82,5 +86,6 @@ export function createAuthGate(auth: Authenticator, failuresPerMinute: number, l
     get refusals() {
       return refusals;
     },
+    refusalsBy,
   };
 }

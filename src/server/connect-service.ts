@@ -13,7 +13,7 @@ import type { Protocol } from "../core/metering.js";
 import { formatPricePerMillion } from "../core/money.js";
 import { asGatewayError, GatewayError } from "../errors.js";
 import type { Logger } from "../log.js";
-import { principalKey } from "./context.js";
+import { principalKey, telemetryKey } from "./context.js";
 import { logFailure } from "./failure-log.js";
 import { chatBodyFromProto, deltaFromChunk, doneFromOutcome } from "./proto-chat.js";
 
@@ -28,11 +28,11 @@ export function registerGatewayService(router: ConnectRouter, gateway: Gateway, 
         try {
           body = chatBodyFromProto(req);
         } catch (err) {
-          await gateway.refused({ protocol, model: req.model, authorization }, err);
+          await gateway.refused({ protocol, model: req.model, authorization, telemetry: ctx.values.get(telemetryKey) }, err);
           throw err;
         }
         const principal = ctx.values.get(principalKey);
-        const stream = await gateway.stream({ model: req.model, body, signal: ctx.signal, authorization, principal, protocol });
+        const stream = await gateway.stream({ model: req.model, body, signal: ctx.signal, authorization, principal, protocol, telemetry: ctx.values.get(telemetryKey) });
         for (const [name, value] of Object.entries(rateLimitHeaders(stream.rateLimit))) ctx.responseHeader.set(name, value);
         ctx.responseHeader.set("x-gatewayz-provider", stream.provider);
         ctx.responseHeader.set("x-gatewayz-attempts", String(stream.attempts));
@@ -42,7 +42,7 @@ export function registerGatewayService(router: ConnectRouter, gateway: Gateway, 
         }
         yield doneFromOutcome(stream.outcome());
       } catch (err) {
-        logFailure(log, `${ctx.protocolName} Chat`, err);
+        logFailure(log, `${ctx.protocolName} Chat`, err, ctx.values.get(telemetryKey)?.requestId);
         throw asGatewayError(err);
       }
     },
@@ -94,7 +94,7 @@ export function meterRefusedChats(gateway: Gateway): Interceptor {
     } catch (err) {
       const refusal = frameworkRefusal(err);
       const authorization = req.header.get("authorization");
-      await gateway.refused({ protocol: protocolOf(req.header.get("content-type")), model: "", authorization }, refusal);
+      await gateway.refused({ protocol: protocolOf(req.header.get("content-type")), model: "", authorization, telemetry: req.contextValues.get(telemetryKey) }, refusal);
       throw refusal;
     }
   };

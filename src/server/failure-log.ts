@@ -4,10 +4,12 @@ import type { Logger } from "../log.js";
 /**
  * One log line per failed request: its kind, the upstream status if any and
  * the message (which names providers and statuses, never keys or prompts).
- * Internal errors also log their cause, or bugs would leave no trace.
+ * Internal errors also log their cause, or bugs would leave no trace. The
+ * request id ties the line to the request's own line, row and span.
  */
-export function logFailure(log: Logger, where: string, err: unknown): void {
+export function logFailure(log: Logger, where: string, err: unknown, requestId?: string): void {
   const e = asGatewayError(err);
+  if (requestId !== undefined) where = `${where} [request ${requestId}]`;
   if (e.kind === "cancelled") {
     log.debug(`${where}: cancelled by the client`);
     return;

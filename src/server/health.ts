@@ -14,8 +14,6 @@ import {
 export interface HealthServer {
   register(router: ConnectRouter): void;
   setStatus(service: string, status: "SERVING" | "NOT_SERVING"): void;
-  /** The server as a whole and every service at once (readiness changed). */
-  setAll(status: "SERVING" | "NOT_SERVING"): void;
   /**
    * A drain: every Watch stream ends once it has sent the current status, so
    * open watches (grpc-js client-side health checks, load balancers) do not
@@ -24,8 +22,13 @@ export interface HealthServer {
   endWatches(): void;
 }
 
+export interface HealthOptions {
+  /** Called before a Check, a List or a new Watch reads the statuses, so they can be brought up to date first. */
+  refresh?: () => void;
+}
+
 /** `services` start SERVING, as does "" (the server as a whole). */
-export function createHealth(services: string[]): HealthServer {
+export function createHealth(services: string[], { refresh = () => {} }: HealthOptions = {}): HealthServer {
   const statuses = new Map<string, Status>([["", Status.SERVING]]);
   for (const s of services) statuses.set(s, Status.SERVING);
   // Watchers per service name; a name may be watched before it is known.
@@ -41,6 +44,7 @@ export function createHealth(services: string[]): HealthServer {
   const register = (router: ConnectRouter): void => {
     router.service(Health, {
       check(req) {
+        refresh();
         const status = statuses.get(req.service);
         // The spec says NOT_FOUND for an unknown service in Check.
         if (status === undefined) {
@@ -49,6 +53,7 @@ export function createHealth(services: string[]): HealthServer {
         return { status };
       },
       list() {
+        refresh();
         const out: Record<string, { status: Status }> = {};
         for (const [name, status] of statuses) out[name] = { status };
         return { statuses: out };
@@ -56,6 +61,7 @@ export function createHealth(services: string[]): HealthServer {
       async *watch(req, ctx) {
         // Watch never fails for an unknown service: it reports SERVICE_UNKNOWN
         // and keeps watching, since the service may be registered later.
+        refresh();
         let latest = statuses.get(req.service) ?? Status.SERVICE_UNKNOWN;
         let lastSent: Status | undefined;
         let wake: (() => void) | undefined;
@@ -92,14 +98,10 @@ export function createHealth(services: string[]): HealthServer {
     });
   };
 
-  const setAll = (status: "SERVING" | "NOT_SERVING"): void => {
-    for (const service of [...statuses.keys()]) setStatus(service, status);
-  };
-
   const endWatches = (): void => {
     ending = true;
     for (const [service, set] of watchers) for (const notify of set) notify(statuses.get(service) ?? Status.SERVICE_UNKNOWN);
   };
 
-  return { register, setStatus, setAll, endWatches };
+  return { register, setStatus, endWatches };
 }

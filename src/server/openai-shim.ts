@@ -10,6 +10,7 @@ import type { Logger } from "../log.js";
 import { logFailure } from "./failure-log.js";
 import type { AuthGate } from "./auth-gate.js";
 import { readJsonBody, sendError, sendJson, stopUnreadBody, type BodyLimits, type Req, type Res } from "./http-io.js";
+import { recordRevokedChat } from "./revoked-chats.js";
 import type { RequestScope } from "./requests.js";
 import { SseWriter } from "./sse.js";
 
@@ -52,7 +53,13 @@ export function createOpenAIShim(gateway: Gateway, gate: AuthGate, options: Shim
     const run = async () => {
       if (path === "/v1/chat/completions") {
         allow(req, "POST");
-        const principal = gate.check(req, "client");
+        let principal: Principal;
+        try {
+          principal = gate.check(req, "client");
+        } catch (err) {
+          await recordRevokedChat(gateway, "openai", req.headers.authorization, err);
+          throw err;
+        }
         bodyRead = true;
         await chatCompletions(door, req, res, scope, principal);
       } else if (path === "/v1/models" || path.startsWith("/v1/models/")) {
@@ -64,7 +71,7 @@ export function createOpenAIShim(gateway: Gateway, gate: AuthGate, options: Shim
       }
     };
     return run().catch((err) => {
-      logFailure(log, `${req.method} ${path}`, err);
+      logFailure(log, `${req.method} ${path}`, err, scope.telemetry.requestId);
       if (!bodyRead) stopUnreadBody(req, res);
       if (!res.writableEnded && !(res as { destroyed?: boolean }).destroyed) sendError(res, err);
     });
@@ -110,10 +117,10 @@ async function chatCompletions({ gateway, options, log }: Door, req: Req, res: R
       throw new GatewayError("invalid_request", "model must be a string such as 'qwen-plus'", { param: "model" });
     }
     // The scope's signal aborts when the client goes away, stalls, or a drain runs out: the upstream call stops at once.
-    call = { model: model ?? "", body: rest as ChatBody, signal: scope.signal, authorization, principal, protocol: "openai" };
+    call = { model: model ?? "", body: rest as ChatBody, signal: scope.signal, authorization, principal, protocol: "openai", telemetry: scope.telemetry };
   } catch (err) {
     // Refused before the core saw it: still one usage record.
-    await gateway.refused({ protocol: "openai", model: typeof model === "string" ? model : "", authorization }, err);
+    await gateway.refused({ protocol: "openai", model: typeof model === "string" ? model : "", authorization, telemetry: scope.telemetry }, err);
     throw err;
   }
 
@@ -145,11 +152,11 @@ async function chatCompletions({ gateway, options, log }: Door, req: Req, res: R
     }
     if (includeUsage && last) {
       const { rawUsage } = chat.outcome();
-      await sse.send({ id: last.id, object: "chat.completion.chunk", created: last.created, model: last.model, choices: [], usage: rawUsage ?? null });
+      await sse.send({ id: last.id, object: "chat.completion.chunk", created: last.created, model: last.model, choices: [], usage: rawUsage });
     }
     sse.done();
   } catch (err) {
-    logFailure(log, "POST /v1/chat/completions (streaming)", err);
+    logFailure(log, "POST /v1/chat/completions (streaming)", err, scope.telemetry.requestId);
     sse.fail(toOpenAIError(err).body);
   }
 }

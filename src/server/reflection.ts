@@ -1,17 +1,21 @@
-// gRPC server reflection (grpc.reflection.v1) for a Connect router. No npm
-// package does this for Connect (connect-es #507), but protoc-gen-es embeds
-// every file descriptor, so we can answer from those. With this, `buf curl
-// --list-services` and grpcurl work without a local copy of the protos.
+// gRPC server reflection (grpc.reflection.v1, and v1alpha for older clients)
+// for a Connect router. No npm package does this for Connect (connect-es
+// #507), but protoc-gen-es embeds every file descriptor, so we can answer from
+// those. With this, `buf curl --list-services` and grpcurl work without a
+// local copy of the protos.
 
-import { create, createRegistry, toBinary } from "@bufbuild/protobuf";
+import { create, createRegistry, fromBinary, toBinary } from "@bufbuild/protobuf";
 import type { DescFile, MessageInitShape, Registry } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
 import type { ConnectRouter } from "@connectrpc/connect";
 import {
   ServerReflection,
+  ServerReflectionRequestSchema,
   ServerReflectionResponseSchema,
+  file_grpc_reflection_v1_reflection,
 } from "../../gen/grpc/reflection/v1/reflection_pb.js";
+import * as v1alpha from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import type {
   ServerReflectionRequest,
   ServerReflectionResponse,
@@ -68,21 +72,38 @@ function buildIndex(roots: readonly DescFile[]): Index {
 }
 
 /**
- * Register grpc.reflection.v1.ServerReflection answering for `files` (pass every
- * file whose services the router serves, including health and reflection).
+ * Register grpc.reflection.v1.ServerReflection and its older name,
+ * grpc.reflection.v1alpha.ServerReflection, answering for `files` (pass every
+ * file whose services the router serves, health included; both reflection
+ * files are added here). Older grpcurl, grpcui and several GUI clients ask
+ * only for v1alpha.
  */
 export function registerReflection(router: ConnectRouter, files: readonly DescFile[]): void {
-  const index = buildIndex(files);
+  const index = buildIndex([...files, file_grpc_reflection_v1_reflection, v1alpha.file_grpc_reflection_v1alpha_reflection]);
   router.service(ServerReflection, {
+    serverReflectionInfo: (requests) => reflect(index, requests),
+  });
+  // v1alpha is v1 under another package name, field for field, so its
+  // messages are read and written as v1's through their (identical) bytes.
+  router.service(v1alpha.ServerReflection, {
     async *serverReflectionInfo(requests) {
-      // Like grpc-go, send each dependency at most once per stream: the client
-      // already has what it was sent earlier on this stream.
-      const sent = new Set<string>();
-      for await (const req of requests) {
-        yield answer(index, req, sent);
+      async function* asV1() {
+        for await (const req of requests) yield fromBinary(ServerReflectionRequestSchema, toBinary(v1alpha.ServerReflectionRequestSchema, req));
+      }
+      for await (const res of reflect(index, asV1())) {
+        yield fromBinary(v1alpha.ServerReflectionResponseSchema, toBinary(ServerReflectionResponseSchema, res));
       }
     },
   });
+}
+
+async function* reflect(index: Index, requests: AsyncIterable<ServerReflectionRequest>): AsyncGenerator<ServerReflectionResponse> {
+  // Like grpc-go, send each dependency at most once per stream: the client
+  // already has what it was sent earlier on this stream.
+  const sent = new Set<string>();
+  for await (const req of requests) {
+    yield answer(index, req, sent);
+  }
 }
 
 function answer(index: Index, req: ServerReflectionRequest, sent: Set<string>): ServerReflectionResponse {

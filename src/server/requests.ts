@@ -1,5 +1,6 @@
 import { GatewayError } from "../errors.js";
 import type { Res } from "./http-io.js";
+import type { RequestTelemetry } from "../observe/telemetry.js";
 
 /**
  * One request's lifetime as the front doors see it. Its signal aborts when
@@ -10,6 +11,8 @@ import type { Res } from "./http-io.js";
  */
 export interface RequestScope {
   readonly signal: AbortSignal;
+  /** Its id, trace and facts (src/observe/telemetry.ts). */
+  readonly telemetry: RequestTelemetry;
   abort(reason: GatewayError): void;
   /**
    * The door's work for this request, which may outlive the response (a
@@ -20,8 +23,11 @@ export interface RequestScope {
 }
 
 export interface Requests {
-  /** Tracks a request until its response has closed and its work has settled. */
-  start(res: Res): RequestScope;
+  /**
+   * Tracks a request until its response has closed and its work has
+   * settled; then `done` runs (the request's log line, the end of its span).
+   */
+  start(res: Res, telemetry: RequestTelemetry, done?: () => void): RequestScope;
   readonly inFlight: number;
   /** True once abortAll() ran: a request arriving now is refused. */
   readonly ending: boolean;
@@ -43,13 +49,14 @@ export function createRequests(): Requests {
   };
 
   return {
-    start(res) {
+    start(res, telemetry, done) {
       const controller = new AbortController();
       live.add(controller);
       let pending = 1; // the response; plus each piece of held work
       const release = () => {
         if (--pending > 0) return;
         live.delete(controller);
+        done?.();
         if (live.size === 0) wakeAll(false);
       };
       res.once("close", () => {
@@ -61,6 +68,7 @@ export function createRequests(): Requests {
       });
       return {
         signal: controller.signal,
+        telemetry,
         abort(reason) {
           if (!controller.signal.aborted) controller.abort(reason);
         },

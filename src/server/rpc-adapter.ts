@@ -1,6 +1,7 @@
+import type { DescMethod } from "@bufbuild/protobuf";
 import { createConnectRouter, createContextValues, type ConnectRouter, type ConnectRouterOptions } from "@connectrpc/connect";
 import type { UniversalHandler, UniversalServerRequest } from "@connectrpc/connect/protocol";
-import { principalKey } from "./context.js";
+import { principalKey, telemetryKey } from "./context.js";
 import type { AuthGate } from "./auth-gate.js";
 import { asGatewayError } from "../errors.js";
 import type { KeyKind } from "../storage/keys.js";
@@ -16,6 +17,11 @@ export interface RpcAdapterOptions extends ConnectRouterOptions {
   keyed: Readonly<Record<string, KeyKind>>;
   gate: AuthGate;
   sendTimeoutMs: number;
+  /**
+   * Told of a request the gate refused, before the refusal is sent: what it
+   * returns (a usage row's commit) is awaited first, so the answer follows it.
+   */
+  refusedAtDoor?(req: Req, wire: RpcWire, method: DescMethod, err: unknown): Promise<void> | undefined;
 }
 
 export interface RpcAdapter {
@@ -56,13 +62,17 @@ export function createRpcAdapter(options: RpcAdapterOptions): RpcAdapter {
       if (!handler) return false;
       const wire = rpcWireOf(req.headers["content-type"]) ?? "connect";
       const values = createContextValues();
+      values.set(telemetryKey, scope.telemetry);
       const need = options.keyed[handler.service.typeName];
       if (need) {
         try {
           values.set(principalKey, options.gate.check(req, need));
         } catch (err) {
           stopUnreadBody(req, res);
-          sendRpcError(req, res, wire, asGatewayError(err));
+          const refuse = () => sendRpcError(req, res, wire, asGatewayError(err));
+          const recorded = options.refusedAtDoor?.(req, wire, handler.method, err);
+          if (recorded) return recorded.then(refuse, refuse);
+          refuse();
           return Promise.resolve();
         }
       }

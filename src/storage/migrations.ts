@@ -75,4 +75,19 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE usage ADD COLUMN usage_clamped INTEGER NOT NULL DEFAULT 0;
   `,
+  // 4: the request id of each row (the client's x-request-id or one the gateway
+  // made), so one request can be found from a log line, a trace or a client report.
+  `
+  ALTER TABLE usage ADD COLUMN request_id TEXT;
+  CREATE INDEX usage_request_id ON usage(request_id);
+  `,
+  // 5: one row the readiness check writes (src/storage/write-check.ts): when
+  // it last found the database writable.
+  `
+  CREATE TABLE health (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    checked_at INTEGER NOT NULL
+  );
+  INSERT INTO health (id, checked_at) VALUES (1, 0);
+  `,
 ];

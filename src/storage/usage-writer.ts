@@ -14,6 +14,8 @@ export interface UsageWriter {
   commit(rows: readonly UsageRecord[]): unknown;
   /** The same, without waiting on another connection's lock: for retries off the request path. */
   commitNoWait(rows: readonly UsageRecord[]): unknown;
+  /** Rows committed since start, and rows reported to `onLost` (for the metrics). */
+  readonly counts: { readonly written: number; readonly rejected: number };
 }
 
 /**
@@ -26,10 +28,10 @@ export interface UsageWriter {
 export function createUsageWriter(db: Db, onLost: LostRows): UsageWriter {
   const insert = db.prepare(`INSERT INTO usage (ts, key_id, user_id, protocol, requested_model, model, upstream_model,
     provider, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, cost_pico, latency_ms, ttft_ms,
-    status, error_kind, estimated, attempts, usage_clamped) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
+    status, error_kind, estimated, attempts, usage_clamped, request_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
   const run = (r: UsageRecord) => insert.run(r.ts, r.keyId, r.userId, r.protocol, r.requestedModel, r.model, r.upstreamModel,
     r.provider, r.promptTokens, r.completionTokens, r.cachedTokens, r.reasoningTokens, r.costPico, r.latencyMs, r.ttftMs,
-    r.status, r.errorKind, r.estimated ? 1 : 0, r.attempts, r.clamped ? 1 : 0);
+    r.status, r.errorKind, r.estimated ? 1 : 0, r.attempts, r.clamped ? 1 : 0, r.requestId ?? null);
 
   const writeAll = db.transaction((rows: readonly UsageRecord[]) => {
     for (const r of rows) run(r);
@@ -46,9 +48,11 @@ export function createUsageWriter(db: Db, onLost: LostRows): UsageWriter {
     }
   });
 
+  const counts = { written: 0, rejected: 0 };
   const commit = (rows: readonly UsageRecord[]): unknown => {
     try {
       writeAll(rows);
+      counts.written += rows.length;
       return undefined;
     } catch (err) {
       if (isWriteRefusal(err)) return err;
@@ -58,9 +62,12 @@ export function createUsageWriter(db: Db, onLost: LostRows): UsageWriter {
       writeEach(rows, bad);
     } catch (err) {
       if (isWriteRefusal(err)) return err;
+      counts.rejected += rows.length;
       onLost(err, rows.length); // the transaction itself cannot run (the connection is closed)
       return undefined;
     }
+    counts.written += rows.length - bad.length;
+    counts.rejected += bad.length;
     for (const [r, err] of bad) onLost(err, 1, r);
     return undefined;
   };
@@ -68,6 +75,7 @@ export function createUsageWriter(db: Db, onLost: LostRows): UsageWriter {
   const busyMs = db.pragma("busy_timeout", { simple: true }) as number;
   return {
     commit,
+    counts,
     commitNoWait(rows) {
       if (!db.open) return commit(rows);
       db.pragma("busy_timeout = 0");

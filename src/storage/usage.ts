@@ -30,6 +30,8 @@ export interface UsageRecord {
   attempts: number;
   /** The upstream reported counts out of range, and they were clamped (core/usage.ts). */
   clamped?: boolean;
+  /** The request's id (its x-request-id), when a front door gave it one. */
+  requestId?: string | null;
 }
 
 export type UsageGroup = "key" | "user" | "model" | "day";
@@ -68,6 +70,8 @@ export interface UsageStore {
   /** Calls `listener` each time available() changes; returns the unsubscribe function. */
   onAvailabilityChange(listener: (available: boolean) => void): () => void;
   health(): UsageHealth;
+  /** Rows queued or held for retry (not committed yet), committed since start, and lost (held rows dropped, rows SQLite could not store). */
+  rowCounts(): { pending: number; written: number; lost: number };
   /** Counts a request turned away without a row because the store is unavailable (logged at most every 10 s). */
   countUnrecorded(): void;
   /** Commits what is queued and makes one last attempt at held rows; what is still refused is logged as lost. */
@@ -177,6 +181,7 @@ export function createUsageStore(db: Db, options: UsageStoreOptions = {}): Usage
     available: () => buffer.available(),
     onAvailabilityChange: (listener) => buffer.onAvailabilityChange(listener),
     health: () => buffer.health(),
+    rowCounts: () => ({ pending: queued.length + buffer.rows.length, written: writer.counts.written, lost: buffer.health().lost + writer.counts.rejected }),
     countUnrecorded: () => buffer.countUnrecorded(),
     close() {
       flush();

@@ -181,4 +181,25 @@ describe("circuit breaker", () => {
     expect(breakers.state("a")).toBe("half_open");
     expect(breakers.tryAcquire("a")).toBe(false);
   });
+
+  it("tells listeners of each change once: open, half-open when the cool-down ends (on a timer, no request needed), closed", async () => {
+    const breakers = createBreakers(2, 50, createLogger("silent"));
+    const changes: string[] = [];
+    breakers.onChange((p, state) => changes.push(`${p}:${state}`));
+    breakers.failure("a");
+    breakers.success("a"); // never opened: no change
+    breakers.failure("a");
+    breakers.failure("a");
+    breakers.failure("a"); // already open
+    expect(changes).toEqual(["a:open"]);
+    await new Promise((r) => setTimeout(r, 120));
+    expect(changes).toEqual(["a:open", "a:half_open"]);
+    expect(breakers.tryAcquire("a")).toBe(true);
+    breakers.failure("a"); // the probe failed
+    expect(changes).toEqual(["a:open", "a:half_open", "a:open"]);
+    await new Promise((r) => setTimeout(r, 120));
+    breakers.tryAcquire("a");
+    breakers.success("a");
+    expect(changes).toEqual(["a:open", "a:half_open", "a:open", "a:half_open", "a:closed"]);
+  });
 });

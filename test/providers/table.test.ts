@@ -284,10 +284,27 @@ describe("the provider set's order", () => {
     expect(order(set, "qwen-max")).toEqual(["alibaba-cloud", "openrouter"]);
   });
 
-  it("reports each provider's client in one line at start", () => {
-    const { lines } = setOf(["alibaba-cloud"]);
-    expect(lines.some((l) => / info +✓ Loaded alibaba_cloud provider client$/.test(l))).toBe(true);
-    expect(lines.some((l) => / warn +⚠ Failed to load together provider client: TOGETHER_API_KEY is not set$/.test(l))).toBe(true);
+  it("reports each loaded provider in a line at start, and those with no key in one info line", () => {
+    const { lines } = setOf(["alibaba-cloud", "together"]);
+    expect(lines.map((l) => l.replace(/^\S+ /, ""))).toEqual([
+      "info  ✓ Loaded alibaba-cloud provider client",
+      "info  ✓ Loaded together provider client",
+      "info  Not configured (no API key): huggingface, featherless, vercel-ai-gateway, aihubmix, anannas, fireworks, google-vertex, openrouter",
+    ]);
+  });
+
+  it("warns about a provider given a wrong region, with or without a key, and when no provider is usable", () => {
+    const envs: Record<string, string>[] = [{ ALIBABA_CLOUD_API_KEY: "sk-1", ALIBABA_CLOUD_REGION: "mars" }, { ALIBABA_CLOUD_REGION: "Mars" }];
+    for (const env of envs) {
+      const c = config(env);
+      const lines: string[] = [];
+      sets.push(createProviderSet(c.providers, c.failover, createLogger("debug", (l) => lines.push(l))));
+      expect(lines.map((l) => l.replace(/^\S+ /, ""))).toEqual([
+        "warn  ⚠ Failed to load alibaba-cloud provider client: ALIBABA_CLOUD_REGION must be one of singapore, beijing, got mars; its models go to other providers or answer 503",
+        "info  Not configured (no API key): huggingface, featherless, vercel-ai-gateway, aihubmix, anannas, fireworks, together, google-vertex, openrouter",
+        "warn  ⚠ No provider is usable: chat requests answer 503 provider_not_configured until one has a key (DashScope: ALIBABA_CLOUD_API_KEY)",
+      ]);
+    }
   });
 
   it("does not load a provider whose configuration has a problem, even with a key", () => {
@@ -297,7 +314,7 @@ describe("the provider set's order", () => {
     const set = createProviderSet(c.providers, c.failover, createLogger("debug", (l) => lines.push(l)));
     sets.push(set);
     expect(set.eligible(model("qwen-3-80b-a3b-instruct")).map((r) => r.provider)).not.toContain("google-vertex");
-    expect(lines.some((l) => /Failed to load google_vertex provider client: GOOGLE_VERTEX_PROJECT is not set/.test(l))).toBe(true);
+    expect(lines.some((l) => / warn +⚠ Failed to load google-vertex provider client: GOOGLE_VERTEX_PROJECT is not set;/.test(l))).toBe(true);
   });
 
   it("says exactly 'Alibaba Cloud API key not configured' for a model only Alibaba Cloud serves", () => {

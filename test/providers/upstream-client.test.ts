@@ -116,7 +116,7 @@ describe("a configured header that HTTP cannot carry", () => {
   it("keeps the provider from loading, naming the header but never its value", async () => {
     const bad = await startTestGateway({ ALIBABA_CLOUD_HEADERS: JSON.stringify({ "X-Api-Key": "xk-line\nbreak-secret" }) });
     try {
-      const line = bad.logs.find((l) => /Failed to load alibaba_cloud provider client/.test(l));
+      const line = bad.logs.find((l) => /Failed to load alibaba-cloud provider client/.test(l));
       expect(line).toMatch(/ALIBABA_CLOUD_HEADERS: the value of header 'X-Api-Key' holds a character HTTP does not allow/);
       expect(bad.logs.join("\n")).not.toContain("break-secret");
       const sdk = new OpenAI({ apiKey: bad.key, baseURL: `${bad.url}/v1`, maxRetries: 0 });

@@ -427,7 +427,7 @@ describe("circuit breaker", () => {
   async function openCircuit(gw: TestGateway): Promise<void> {
     gw.fake.enqueue({ kind: "error", status: 503 }, { kind: "error", status: 503 });
     expect(await ask(gw)).toMatchObject({ provider: "together", attempts: "2" });
-    expect((await stateOf(gw, "alibaba-cloud")).healthz).toBe("closed"); // one failure is not enough
+    expect((await stateOf(gw, "alibaba-cloud")).healthz).toBe("ok"); // one failure is not enough
     expect(await ask(gw)).toMatchObject({ provider: "together", attempts: "2" });
   }
 
@@ -439,8 +439,8 @@ describe("circuit breaker", () => {
     const skipped = await ask(gw);
     expect(skipped).toMatchObject({ provider: "together", attempts: "1" });
     expect(counts(gw)).toEqual({ "alibaba-cloud": 2, together: 3 });
-    expect(await stateOf(gw, "alibaba-cloud")).toEqual({ models: "open", healthz: "open" });
-    expect(await stateOf(gw, "together")).toEqual({ models: "closed", healthz: "closed" });
+    expect(await stateOf(gw, "alibaba-cloud")).toEqual({ models: "open", healthz: "cooling_down" });
+    expect(await stateOf(gw, "together")).toEqual({ models: "closed", healthz: "ok" });
     const model = (await grpcListModels(gw)).find((m) => m.id === MODEL)!;
     expect(model.providers.find((p) => p.provider === "alibaba-cloud")?.state).toBe("open");
   });
@@ -449,11 +449,11 @@ describe("circuit breaker", () => {
     const gw = await gateway(BREAKER);
     await openCircuit(gw);
     await sleep(450);
-    expect(await stateOf(gw, "alibaba-cloud")).toEqual({ models: "half_open", healthz: "half_open" });
+    expect(await stateOf(gw, "alibaba-cloud")).toEqual({ models: "half_open", healthz: "probing" });
     const probe = await ask(gw);
     expect(probe).toMatchObject({ provider: "alibaba-cloud", attempts: "1", content: helloFrom("alibaba-cloud") });
     expect(counts(gw)).toEqual({ "alibaba-cloud": 3, together: 2 });
-    expect(await stateOf(gw, "alibaba-cloud")).toEqual({ models: "closed", healthz: "closed" });
+    expect(await stateOf(gw, "alibaba-cloud")).toEqual({ models: "closed", healthz: "ok" });
     const log = gw.logs.join("\n");
     expect(log).toMatch(/circuit for alibaba-cloud is half-open: probing it with one request/);
     expect(log).toMatch(/circuit for alibaba-cloud closed: it answered again/);
@@ -466,7 +466,7 @@ describe("circuit breaker", () => {
     gw.fake.enqueue({ kind: "error", status: 503 });
     expect(await ask(gw)).toMatchObject({ provider: "together", attempts: "2" });
     expect(gw.logs.join("\n")).toMatch(/circuit for alibaba-cloud opened again: the probe failed/);
-    expect(await stateOf(gw, "alibaba-cloud")).toEqual({ models: "open", healthz: "open" });
+    expect(await stateOf(gw, "alibaba-cloud")).toEqual({ models: "open", healthz: "cooling_down" });
     expect(await ask(gw)).toMatchObject({ provider: "together", attempts: "1" });
     expect(gw.fake.requests).toHaveLength(3);
   });

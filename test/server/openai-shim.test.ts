@@ -106,10 +106,11 @@ describe("non-streaming chat completions", () => {
   it("logs the alias transformation and the provider client loading", async () => {
     await client.chat.completions.create({ model: "qwen-3-30b", messages: USER });
     expect(gw.logs.some((l) => l.includes("Transformed model ID from 'qwen-3-30b' to 'qwen-3-30b-a3b-instruct' for provider alibaba-cloud"))).toBe(true);
-    expect(gw.logs.some((l) => l.includes("✓ Loaded alibaba_cloud provider client"))).toBe(true);
-    expect(gw.logs.some((l) => l.includes("Failed to load alibaba_cloud"))).toBe(false);
-    // One line per provider row: the nine others have no key here.
-    expect(gw.logs.filter((l) => /Loaded \w+ provider client|Failed to load \w+ provider client/.test(l))).toHaveLength(10);
+    expect(gw.logs.some((l) => l.includes("✓ Loaded alibaba-cloud provider client"))).toBe(true);
+    expect(gw.logs.some((l) => l.includes("Failed to load"))).toBe(false);
+    // The nine others have no key here: one line names them all.
+    expect(gw.logs.filter((l) => /provider client/.test(l))).toHaveLength(1);
+    expect(gw.logs.filter((l) => / info +Not configured \(no API key\): /.test(l))).toHaveLength(1);
   });
 
   it("logs a model mapping at info the first time it is seen, then at debug (no info line per request)", async () => {
@@ -600,7 +601,7 @@ describe("health and CORS", () => {
     expect(res.headers.get("content-type")).toMatch(/^application\/json/);
     const body = (await res.json()) as { status: string; providers: Record<string, string> };
     expect(body.status).toBe("ok");
-    expect(body.providers["alibaba-cloud"]).toBe("closed"); // configured, circuit closed
+    expect(body.providers["alibaba-cloud"]).toBe("ok"); // configured, circuit closed
     expect(body.providers.together).toBe("not_configured");
   });
 

@@ -14,7 +14,7 @@ export interface GatewayBundle {
  * `npm start` runs), so a test that starts many gateway processes pays a cold
  * start of a fraction of a second each instead of tsx compiling src/ every
  * time. The file goes under node_modules/.cache, inside the repository, so
- * its external packages (better-sqlite3, gpt-tokenizer) resolve.
+ * its external packages (better-sqlite3, gpt-tokenizer, @opentelemetry/*) resolve.
  */
 export async function bundleGateway(): Promise<GatewayBundle> {
   const cache = join(ROOT, "node_modules/.cache");
@@ -24,7 +24,7 @@ export async function bundleGateway(): Promise<GatewayBundle> {
   await build({
     entryPoints: [join(ROOT, "src/main.ts")],
     bundle: true, platform: "node", format: "esm", target: "node20", outfile: entry, logLevel: "warning",
-    external: ["better-sqlite3", "gpt-tokenizer"],
+    external: ["better-sqlite3", "gpt-tokenizer", "@opentelemetry/*"],
     banner: { js: "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);" },
   });
   return { entry, remove: () => rmSync(dir, { recursive: true, force: true }) };

@@ -83,7 +83,7 @@ export async function startTestGateway(env: Record<string, string | undefined> =
       ...providers,
       ...env,
     });
-    const app = await startApp(config, createLogger(config.logLevel, (line) => logs.push(line)));
+    const app = await startApp(config, createLogger(config.logLevel, (line) => logs.push(line), config.logFormat));
     const { key } = app.accounts.createKey({ user: "test", name: "test" });
     return {
       app, url: app.url, fake, fakes, logs, key, authorization: `Bearer ${key}`,

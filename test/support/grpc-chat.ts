@@ -19,6 +19,8 @@ export interface GrpcChatResult {
   messages: GrpcChatResponse[];
   done: GrpcChatResponse["done"] | undefined;
   status: grpc.StatusObject;
+  /** The response's initial metadata (headers), if the server sent any before the status. */
+  metadata: grpc.Metadata | undefined;
 }
 
 type ChatClient = grpc.Client & {
@@ -40,23 +42,27 @@ function clientClass(): ClientCtor {
 
 /**
  * One Chat call over real gRPC (grpc-js, HTTP/2 cleartext) to the gateway at
- * `url`, run to its final status; the client is closed afterwards.
+ * `url`, run to its final status; the client is closed afterwards. `extra`
+ * metadata goes with the call (x-request-id, traceparent).
  */
-export function grpcChat(url: string, authorization: string, req: object): Promise<GrpcChatResult> {
+export function grpcChat(url: string, authorization: string, req: object, extra: Record<string, string> = {}): Promise<GrpcChatResult> {
   const Client = clientClass();
   const client = new Client(new URL(url).host, grpc.credentials.createInsecure());
   const md = new grpc.Metadata();
   md.set("authorization", authorization);
+  for (const [name, value] of Object.entries(extra)) md.set(name, value);
   return new Promise((resolve) => {
     const call = client.chat(req, md);
     const messages: GrpcChatResponse[] = [];
+    let metadata: grpc.Metadata | undefined;
+    call.on("metadata", (m: grpc.Metadata) => (metadata = m));
     call.on("data", (m: GrpcChatResponse) => messages.push(m));
     call.on("error", () => {}); // the status below carries it
     call.on("status", (status: grpc.StatusObject) => {
       // "status" may come before the last "data" events; settle after them.
       setImmediate(() => {
         client.close();
-        resolve({ messages, done: messages.filter((m) => m.event === "done").at(-1)?.done ?? undefined, status });
+        resolve({ messages, done: messages.filter((m) => m.event === "done").at(-1)?.done ?? undefined, status, metadata });
       });
     });
   });

@@ -1,0 +1,163 @@
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type MetricObjectWithValues, type MetricValue } from "prom-client";
+import type { BreakerState } from "../core/circuit-breaker.js";
+import type { FinishedChat, Observer } from "./observer.js";
+
+/** What the metrics read at scrape time, from the parts of the app that own it. */
+export interface MetricsDeps {
+  /** Requests (HTTP requests and RPCs) in flight now: server/requests.ts. */
+  inFlight(): number;
+  /** The providers with a loaded client, each with its circuit gauge. */
+  readonly providers: readonly string[];
+  circuit(provider: string): BreakerState;
+  /** Requests refused at the door for their key, by reason (server/auth-gate.ts). */
+  authRefusals(): Readonly<Record<string, number>>;
+  /** Usage rows queued or held for retry, written, and lost since start (storage/usage.ts). */
+  usageRows(): { pending: number; written: number; lost: number };
+}
+
+export interface Metrics {
+  readonly observer: Observer;
+  /** The text exposition format's content type, for the /metrics answer. */
+  readonly contentType: string;
+  /** This process's metrics in the text format. */
+  render(): Promise<string>;
+  /** The same as data, for the --workers primary to aggregate (prom-client's AggregatorRegistry). */
+  json(): Promise<Array<MetricObjectWithValues<MetricValue<string>>>>;
+}
+
+/**
+ * LLM latencies run from a few milliseconds (a refusal) to minutes (a long
+ * reasoning answer): roughly doubling buckets from 10 ms to 2 min.
+ */
+const LATENCY_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120];
+
+/** The circuit gauge's states, in /healthz's words (server/probes.ts). */
+const CIRCUIT_WORDS: Record<BreakerState, string> = { closed: "ok", open: "cooling_down", half_open: "probing" };
+const CIRCUIT_STATES = Object.values(CIRCUIT_WORDS);
+
+const TOKEN_TYPES = [
+  ["prompt", "promptTokens"], ["completion", "completionTokens"], ["cached", "cachedTokens"], ["reasoning", "reasoningTokens"],
+] as const;
+
+/**
+ * The Prometheus metrics, in a registry of their own (never prom-client's
+ * global one: several gateways share a test process), with Node's process
+ * metrics. Every label is bounded (observer.ts): catalog model ids,
+ * provider ids, protocols, outcomes, error kinds, limit dimensions; never a
+ * key, a user, a prompt or a request id. Gauges of state owned elsewhere (in
+ * flight, circuits, usage rows, door refusals) are read at scrape time, so
+ * the request path pays only for the counters and histograms it feeds.
+ */
+export function createMetrics(deps: MetricsDeps): Metrics {
+  const register = new Registry();
+  const registers = [register];
+  const chatLabels = ["protocol", "model", "provider"] as const;
+  const requests = new Counter({
+    name: "gatewayz_requests_total", help: "Chat requests, one per usage row, by protocol, catalog model, provider and outcome.",
+    labelNames: [...chatLabels, "outcome"], registers,
+  });
+  const duration = new Histogram({
+    name: "gatewayz_request_duration_seconds", help: "Chat request latency, from arrival to the end of the answer.",
+    labelNames: [...chatLabels, "outcome"], buckets: LATENCY_BUCKETS, registers,
+  });
+  const ttft = new Histogram({
+    name: "gatewayz_time_to_first_token_seconds", help: "Time from a chat's arrival to the upstream's first chunk (or its whole answer, unstreamed).",
+    labelNames: chatLabels, buckets: LATENCY_BUCKETS, registers,
+  });
+  const attempts = new Histogram({
+    name: "gatewayz_upstream_attempt_duration_seconds", help: "Upstream attempts by provider and outcome (ok, or the error kind), until the first chunk or the answer.",
+    labelNames: ["provider", "outcome"], buckets: LATENCY_BUCKETS, registers,
+  });
+  const failovers = new Counter({
+    name: "gatewayz_failovers_total", help: "Requests moved on from one provider to the next.", labelNames: ["from", "to"], registers,
+  });
+  const tokens = new Counter({
+    name: "gatewayz_tokens_total", help: "Tokens by catalog model, provider and type (prompt, completion, cached, reasoning; cached and reasoning are part of prompt and completion).",
+    labelNames: ["model", "provider", "type"], registers,
+  });
+  const cost = new Counter({
+    name: "gatewayz_cost_usd_total", help: "Cost of the requests at the gateway's prices, in US dollars.", labelNames: ["model", "provider"], registers,
+  });
+  const limiterRefusals = new Counter({
+    name: "gatewayz_limiter_refusals_total", help: "Requests refused by a rate limit or a budget, by dimension (rpm, tpm, rpd, concurrent, budget) and scope (key, user, system).",
+    labelNames: ["dimension", "scope"], registers,
+  });
+  let streams = 0;
+  new Gauge({
+    name: "gatewayz_streams_in_flight", help: "Streamed chat answers in progress.", registers,
+    collect() { this.set(streams); },
+  });
+  new Gauge({
+    name: "gatewayz_requests_in_flight", help: "HTTP requests and RPCs in progress, all paths (a scrape on the main port counts itself).", registers,
+    collect() { this.set(deps.inFlight()); },
+  });
+  new Gauge({
+    name: "gatewayz_circuit_state", help: "Each provider's circuit: 1 for the state it is in (ok, cooling_down, probing), 0 for the others.",
+    labelNames: ["provider", "state"], registers,
+    collect() {
+      for (const provider of deps.providers) {
+        const now = CIRCUIT_WORDS[deps.circuit(provider)];
+        for (const state of CIRCUIT_STATES) this.set({ provider, state }, state === now ? 1 : 0);
+      }
+    },
+  });
+  new Counter({
+    name: "gatewayz_auth_refusals_total", help: "Requests refused at the door for their key (no usage row), by reason.", labelNames: ["reason"], registers,
+    collect() {
+      this.reset();
+      for (const [reason, n] of Object.entries(deps.authRefusals())) this.inc({ reason }, n);
+    },
+  });
+  new Gauge({
+    name: "gatewayz_usage_rows_pending", help: "Usage rows not yet committed: queued for this event-loop turn's commit, or held for retry while the database refuses writes.", registers,
+    collect() { this.set(deps.usageRows().pending); },
+  });
+  new Counter({
+    name: "gatewayz_usage_rows_written_total", help: "Usage rows committed to the database.", registers,
+    collect() {
+      this.reset();
+      this.inc(deps.usageRows().written);
+    },
+  });
+  new Counter({
+    name: "gatewayz_usage_rows_lost_total", help: "Usage rows dropped: the retry buffer at its hard limit, the database still refusing at shutdown, or a row SQLite could not store.", registers,
+    collect() {
+      this.reset();
+      this.inc(deps.usageRows().lost);
+    },
+  });
+  collectDefaultMetrics({ register });
+
+  const chatFinished = (c: FinishedChat) => {
+    const labels = { protocol: c.protocol, model: c.model, provider: c.provider };
+    requests.inc({ ...labels, outcome: c.outcome });
+    duration.observe({ ...labels, outcome: c.outcome }, c.latencyMs / 1000);
+    if (c.ttftMs !== undefined) ttft.observe(labels, c.ttftMs / 1000);
+    for (const [type, field] of TOKEN_TYPES) {
+      const n = c.usage[field];
+      if (n > 0) tokens.inc({ model: c.model, provider: c.provider, type }, n);
+    }
+    if (c.costPico > 0n) cost.inc({ model: c.model, provider: c.provider }, Number(c.costPico) / 1e12);
+  };
+
+  return {
+    observer: {
+      chatFinished,
+      attemptFinished: (provider, seconds, outcome) => attempts.observe({ provider, outcome }, seconds),
+      failover: (from, to) => failovers.inc({ from, to }),
+      limiterRefused: (dimension, scope) => limiterRefusals.inc({ dimension, scope }),
+      streamStarted() {
+        streams++;
+        let ended = false;
+        return () => {
+          if (ended) return;
+          ended = true;
+          streams--;
+        };
+      },
+    },
+    contentType: register.contentType,
+    render: () => register.metrics(),
+    json: () => register.getMetricsAsJSON(),
+  };
+}
