@@ -15,6 +15,8 @@ export interface Options {
   workers: number;
   /** Run the usage recording on/off comparison. */
   recording: boolean;
+  /** Run the Prometheus metrics on/off comparison (METRICS=off). */
+  metrics: boolean;
   /** Run every path once more with V8's heap capped, for peak RSS. */
   memoryCap: boolean;
   /** Also measure this tree's gateway against the one built from this git ref (bench/against.ts). */
@@ -27,7 +29,7 @@ export interface Options {
 
 export const USAGE = `usage: npm run bench -- [--quick] [--paths shim,shim-stream,grpc,connect] [--concurrency 1,16,64,256]
                           [--seconds S] [--rounds N] [--profiles zero,llm] [--cold-starts N]
-                          [--workers N] [--no-recording] [--no-memory-cap]
+                          [--workers N] [--no-recording] [--no-metrics] [--no-memory-cap]
                           [--against REF [--only-against] [--against-label TEXT]]
 
   --quick         concurrency 1 and 256, 1 s per run: about two minutes
@@ -39,6 +41,7 @@ export const USAGE = `usage: npm run bench -- [--quick] [--paths shim,shim-strea
   --cold-starts   gateway cold starts to take the median of (default 3)
   --workers       also measure a gateway started with WORKERS=N at the largest concurrency (default 2; 1 skips)
   --no-recording  skip the usage recording on/off comparison (zero profile, shim non-streaming)
+  --no-metrics    skip the Prometheus metrics on/off comparison (METRICS=off; zero profile, shim non-streaming)
   --no-memory-cap skip the run with V8's heap capped (--max-old-space-size=96), for peak RSS
   --against       also build REF (a commit, tag or branch) in a temporary git worktree and run the same
                   load through its gateway and this tree's, interleaved: zero at c=64 on every path, llm
@@ -72,6 +75,7 @@ export function parseOptions(argv: string[]): Options {
       "cold-starts": { type: "string" },
       workers: { type: "string" },
       "no-recording": { type: "boolean" },
+      "no-metrics": { type: "boolean" },
       "no-memory-cap": { type: "boolean" },
       against: { type: "string" },
       "only-against": { type: "boolean" },
@@ -99,6 +103,7 @@ export function parseOptions(argv: string[]): Options {
     coldStarts: values["cold-starts"] ? positive(values["cold-starts"], "cold-starts") : 3,
     workers: values.workers ? positive(values.workers, "workers") : 2,
     recording: values["no-recording"] !== true,
+    metrics: values["no-metrics"] !== true,
     memoryCap: values["no-memory-cap"] !== true,
     ...(values.against ? { against: values.against } : {}),
     onlyAgainst,

@@ -16,7 +16,7 @@ const ROOT = new URL("..", import.meta.url).pathname;
 
 /** One run: one part of one path, one side, one concurrency, one round. */
 export interface RunRecord extends LoadResult {
-  /** "" for the main runs; "workers=N", "recording on" or "recording off" for the comparisons. */
+  /** "" for the main runs; "workers=N", "recording on"/"recording off" or "metrics on"/"metrics off" for the comparisons. */
   variant: string;
   profile: Profile;
   round: number;
@@ -149,22 +149,27 @@ export function table(rows: Row[]): string {
 const verdict = (ok: boolean) => (ok ? "✅" : "❌");
 
 /** The issue's targets, against what this run measured (only those it has data for). */
-/** Usage recording on vs off: the same load through two gateways, interleaved. */
+/** A feature on vs off (usage recording, metrics): the same load through two gateways, interleaved. */
 export interface RecordingRow { concurrency: number; rpsOn: number; rpsOff: number; cpuOn: number; cpuOff: number }
 
 export function recordingRows(records: RunRecord[]): RecordingRow[] {
-  const recs = records.filter((r) => r.variant.startsWith("recording"));
+  return onOffRows(records, "recording");
+}
+
+/** The runs of variants "`what` on" and "`what` off", by concurrency. */
+export function onOffRows(records: RunRecord[], what: string): RecordingRow[] {
+  const recs = records.filter((r) => r.variant.startsWith(`${what} `));
   const cs = [...new Set(recs.map((r) => r.concurrency))];
   const of = (c: number, v: string) => recs.filter((r) => r.concurrency === c && r.variant === v);
   const cpu = (rs: RunRecord[]) => sum(rs.map((r) => r.gatewayWindowCpuUs)) / sum(rs.map((r) => (r.rps * (r.windowTo - r.windowFrom)) / 1000));
   return cs.map((c) => ({
     concurrency: c,
-    rpsOn: mean(of(c, "recording on").map((r) => r.rps)), rpsOff: mean(of(c, "recording off").map((r) => r.rps)),
-    cpuOn: cpu(of(c, "recording on")), cpuOff: cpu(of(c, "recording off")),
+    rpsOn: mean(of(c, `${what} on`).map((r) => r.rps)), rpsOff: mean(of(c, `${what} off`).map((r) => r.rps)),
+    cpuOn: cpu(of(c, `${what} on`)), cpuOff: cpu(of(c, `${what} off`)),
   }));
 }
 
-function targets(allRows: Row[], profiles: ProfileRun[], meta: Meta, recording: RecordingRow[]): string[] {
+function targets(allRows: Row[], profiles: ProfileRun[], meta: Meta, recording: RecordingRow[], metrics: RecordingRow[]): string[] {
   const out: string[] = [];
   const rows = allRows.filter((r) => r.variant === "");
   const find = (p: Profile, path: PathId, c: number) => rows.find((r) => r.profile === p && r.path === path && r.concurrency === c);
@@ -216,6 +221,11 @@ function targets(allRows: Row[], profiles: ProfileRun[], meta: Meta, recording: 
     out.push(`| Usage recording on vs off, zero, shim non-streaming, c=${r.concurrency}: throughput cost | ≤ 10% | ${(cost * 100).toFixed(1)}% (${int(r.rpsOn)} vs ${int(r.rpsOff)} req/s) | ${verdict(cost <= 0.1)} |`);
   }
   if (!recording.length) out.push("| Usage recording on vs off: throughput cost | ≤ 10% | not measured in this run (--no-recording) | — |");
+  for (const r of metrics) {
+    const cost = 1 - r.rpsOn / r.rpsOff;
+    out.push(`| Metrics on vs off (METRICS=off), zero, shim non-streaming, c=${r.concurrency}: throughput cost | ≤ 3% | ${(cost * 100).toFixed(1)}% (on/off ${(r.rpsOn / r.rpsOff).toFixed(3)}: ${int(r.rpsOn)} vs ${int(r.rpsOff)} req/s) | ${verdict(cost <= 0.03)} |`);
+  }
+  if (!metrics.length) out.push("| Metrics on vs off: throughput cost | ≤ 3% | not measured in this run (--no-metrics) | — |");
   return ["| target | limit | measured | |", "|---|---|---|---|", ...out];
 }
 
@@ -238,7 +248,8 @@ const METHOD = `## Method
   workers. Memory: a gateway started with V8's heap capped (\`--max-semi-space-size=4
   --max-old-space-size=96\`), every path once at the largest concurrency, for its peak RSS. Usage
   recording: two gateways on the same database, one with \`USAGE_RECORDING=off\`, the same shim load
-  through each, alternating, for each round.
+  through each, alternating, for each round (which goes first alternates too). Metrics: the same with \`METRICS=off\`
+  on the second gateway (the main runs have them on, the default).
 - **What "overhead" includes:** everything the gateway does per request on the full path: parsing the
   request (JSON, Connect envelope or protobuf), authentication (SHA-256 of the key and a lookup in SQLite,
   cached until the database changes),
@@ -309,6 +320,7 @@ export function machine(): Meta["machine"] {
 /** The whole RESULTS.md, and the same without the Method section for the terminal. */
 export function render(meta: Meta, rows: Row[], profiles: ProfileRun[], records: RunRecord[]): { summary: string; doc: string } {
   const recording = recordingRows(records);
+  const metrics = onOffRows(records, "metrics");
   const workerRows = rows.filter((r) => r.variant.startsWith("workers"));
   const memory = meta.memoryRuns.length ? `### Memory with V8's heap capped (\`node ${meta.memoryRuns[0]!.options}\`, c=${Math.max(...meta.options.concurrency)}, each path once)\n\n` +
     `| profile | peak RSS (VmHWM) | ${meta.options.paths.map((p) => `req/s ${PATH_TITLES[p]}`).join(" | ")} |\n|---|--:|${meta.options.paths.map(() => "--:").join("|")}|\n` +
@@ -319,6 +331,9 @@ export function render(meta: Meta, rows: Row[], profiles: ProfileRun[], records:
     recording.length ? `### Usage recording on vs off (zero profile, shim non-streaming; two gateways, interleaved)\n\n` +
       `| conc | req/s recording on | req/s recording off | throughput cost | CPU µs/req on | CPU µs/req off |\n|--:|--:|--:|--:|--:|--:|\n` +
       recording.map((r) => `| ${r.concurrency} | ${int(r.rpsOn)} | ${int(r.rpsOff)} | ${((1 - r.rpsOn / r.rpsOff) * 100).toFixed(1)}% | ${int(r.cpuOn)} | ${int(r.cpuOff)} |`).join("\n") : "",
+    metrics.length ? `### Prometheus metrics on vs off (METRICS=off; zero profile, shim non-streaming; two gateways, interleaved)\n\n` +
+      `| conc | req/s metrics on | req/s metrics off | on/off | throughput cost | CPU µs/req on | CPU µs/req off |\n|--:|--:|--:|--:|--:|--:|--:|\n` +
+      metrics.map((r) => `| ${r.concurrency} | ${int(r.rpsOn)} | ${int(r.rpsOff)} | ${(r.rpsOn / r.rpsOff).toFixed(3)} | ${((1 - r.rpsOn / r.rpsOff) * 100).toFixed(1)}% | ${int(r.cpuOn)} | ${int(r.cpuOff)} |`).join("\n") : "",
   ].filter(Boolean).join("\n\n");
   const tables = profiles.map((p) => {
     const rs = rows.filter((r) => r.variant === "" && r.profile === p.profile);
@@ -343,7 +358,7 @@ goes and what stands in the way of the targets still missed: [ANALYSIS.md](ANALY
 
 ## Targets (issue 5)
 
-${targets(rows, profiles, meta, recording).join("\n")}
+${targets(rows, profiles, meta, recording, metrics).join("\n")}
 
 ## Results
 

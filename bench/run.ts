@@ -39,7 +39,7 @@ const began = performance.now();
 
 // Each run is followed by a short settle; the whole thing is bounded by a watchdog.
 const runsPerProfile = opts.rounds * (opts.concurrency.length + (opts.workers > 1 ? 1 : 0)) *
-  opts.paths.reduce((n, p) => n + (p === "shim-stream" ? 4 : 2), 0) + (opts.recording ? opts.rounds * 2 : 0);
+  opts.paths.reduce((n, p) => n + (p === "shim-stream" ? 4 : 2), 0) + (opts.recording ? opts.rounds * 2 : 0) + (opts.metrics ? opts.rounds * 2 : 0);
 // --against: two runs per path and round of its plan, a warm-up per path and gateway, and the ref's build.
 const againstRuns = opts.against ? opts.rounds * 2 * AGAINST_PLAN.filter((s) => opts.profiles.includes(s.profile))
   .reduce((n, s) => n + s.paths.filter((p) => opts.paths.includes(p)).length, 0) : 0;
@@ -184,17 +184,23 @@ if (opts.memoryCap) {
   }
 }
 
-// Usage recording on vs off: two gateways on the same database, the same load, interleaved.
-if (opts.recording) {
+/**
+ * A feature on vs off (`what` on / `what` off): two gateways on the same
+ * database, the second started with `offEnv`, the same shim load through
+ * each, interleaved, at 16 and the largest concurrency.
+ */
+async function compareOnOff(what: string, offEnv: Record<string, string>): Promise<void> {
   await fake.setProfile("zero");
   const on = await startGateway(env, key);
-  const off = await startGateway(env, key, { env: { USAGE_RECORDING: "off" } });
+  const off = await startGateway(env, key, { env: offEnv });
   const part = (gw: Gateway) => paths({ fake: `http://127.0.0.1:${fake.port}`, gateway: `http://127.0.0.1:${gw.port}`, gatewayPort: gw.port, key }).shim[0]!;
   const levels = [...new Set([Math.min(16, top), top])];
   for (const gw of [on, off]) await part(gw).gateway(top, WARMUP_S.zero);
   for (let round = 1; round <= opts.rounds; round++) {
     for (const c of levels) {
-      for (const [variant, gw] of [["recording on", on], ["recording off", off]] as const) {
+      // Alternating which goes first, so a drift in the machine's load favours neither.
+      const pair = [[`${what} on`, on], [`${what} off`, off]] as const;
+      for (const [variant, gw] of round % 2 ? pair : [...pair].reverse()) {
         records.push(await measure("zero", round, "shim", part(gw), "gateway", c, gw, fake, variant));
       }
     }
@@ -202,6 +208,9 @@ if (opts.recording) {
   await on.stop();
   await off.stop();
 }
+// Usage recording, then the Prometheus metrics (issue 10: at most 3% of throughput).
+if (opts.recording) await compareOnOff("recording", { USAGE_RECORDING: "off" });
+if (opts.metrics) await compareOnOff("metrics", { METRICS: "off" });
 const compared = opts.against ? await against(opts.against) : undefined;
 await fake.stop();
 
@@ -215,7 +224,7 @@ const meta = {
   memoryRuns,
   elapsedS: (performance.now() - began) / 1000,
 };
-const rows = summarize(records.filter((r) => !r.variant.startsWith("recording")));
+const rows = summarize(records.filter((r) => !r.variant.startsWith("recording") && !r.variant.startsWith("metrics")));
 const rendered = render(meta, rows, profileRuns, records);
 const doc = compared ? spliceSection(rendered.doc, AGAINST_SECTION, section(AGAINST_SECTION, compared.markdown)) : rendered.doc;
 const files = write(doc, { meta, profiles: profileRuns, rows, records, ...(compared ? { against: compared.run } : {}) });

@@ -392,7 +392,7 @@ describe("gatewayz CLI against a running gateway", { timeout: 60_000 }, () => {
 
       const usage = await json("usage", "--by", "key", "--key", created.id);
       const rows = Array.isArray(usage) ? usage : usage.rows;
-      expect(rows.reduce((n: number, r: { requests: number }) => n + Number(r.requests), 0)).toBe(5); // 4 answered + 1 refused by the limit; the 401 after revocation is recorded without a key
+      expect(rows.reduce((n: number, r: { requests: number }) => n + Number(r.requests), 0)).toBe(6); // 4 answered, 1 refused by the limit, and the 401 after revocation, recorded under the revoked key
     } finally {
       await gw.close();
     }

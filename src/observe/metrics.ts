@@ -35,14 +35,36 @@ const LATENCY_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 3
 const CIRCUIT_WORDS: Record<BreakerState, string> = { closed: "ok", open: "cooling_down", half_open: "probing" };
 const CIRCUIT_STATES = Object.values(CIRCUIT_WORDS);
 
+/** Why the door refuses a key (server/auth-gate.ts). */
+const AUTH_REASONS = ["unauthenticated", "permission_denied", "rate_limited"];
+
 const TOKEN_TYPES = [
   ["prompt", "promptTokens"], ["completion", "completionTokens"], ["cached", "cachedTokens"], ["reasoning", "reasoningTokens"],
 ] as const;
 
+let processRegistry: Registry | undefined;
+
+/**
+ * Node's process metrics (CPU, memory, event-loop lag, GC), made on first
+ * need and then shared by every gateway in the process: they describe the
+ * process, and the monitors prom-client starts for them (an event-loop delay
+ * histogram, a GC observer) cannot be stopped, so one set per gateway would
+ * pile up in a test process that starts many.
+ */
+function processMetrics(): Registry {
+  if (processRegistry) return processRegistry;
+  const register = new Registry();
+  collectDefaultMetrics({ register });
+  // Gauges named like counters, which `promtool check metrics` rejects; the
+  // same counts stay, by type, in nodejs_active_{handles,requests,resources}.
+  for (const name of ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"]) register.removeSingleMetric(name);
+  return (processRegistry = register);
+}
+
 /**
  * The Prometheus metrics, in a registry of their own (never prom-client's
  * global one: several gateways share a test process), with Node's process
- * metrics. Every label is bounded (observer.ts): catalog model ids,
+ * metrics (shared: processMetrics). Every label is bounded (observer.ts): catalog model ids,
  * provider ids, protocols, outcomes, error kinds, limit dimensions; never a
  * key, a user, a prompt or a request id. Gauges of state owned elsewhere (in
  * flight, circuits, usage rows, door refusals) are read at scrape time, so
@@ -104,8 +126,10 @@ export function createMetrics(deps: MetricsDeps): Metrics {
   new Counter({
     name: "gatewayz_auth_refusals_total", help: "Requests refused at the door for their key (no usage row), by reason.", labelNames: ["reason"], registers,
     collect() {
+      const counts = deps.authRefusals();
+      // Every reason from the start, so a rate() sees the first refusal.
       this.reset();
-      for (const [reason, n] of Object.entries(deps.authRefusals())) this.inc({ reason }, n);
+      for (const reason of new Set([...AUTH_REASONS, ...Object.keys(counts)])) this.inc({ reason }, counts[reason] ?? 0);
     },
   });
   new Gauge({
@@ -126,7 +150,7 @@ export function createMetrics(deps: MetricsDeps): Metrics {
       this.inc(deps.usageRows().lost);
     },
   });
-  collectDefaultMetrics({ register });
+  const scraped = Registry.merge([register, processMetrics()]);
 
   const chatFinished = (c: FinishedChat) => {
     const labels = { protocol: c.protocol, model: c.model, provider: c.provider };
@@ -156,8 +180,8 @@ export function createMetrics(deps: MetricsDeps): Metrics {
         };
       },
     },
-    contentType: register.contentType,
-    render: () => register.metrics(),
-    json: () => register.getMetricsAsJSON(),
+    contentType: scraped.contentType,
+    render: () => scraped.metrics(),
+    json: () => scraped.getMetricsAsJSON(),
   };
 }

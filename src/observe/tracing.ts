@@ -132,7 +132,7 @@ function warnOnFailure(exporter: SpanExporter, log: Logger, url: string, success
         if (result.code !== success && !warned) {
           warned = true;
           const why = (result.error?.message ?? "unknown error").slice(0, 200);
-          log.warn(`tracing: exporting spans to ${where(url)} failed (${why}); spans are dropped until it works (further failures are not logged)`);
+          log.warn(`tracing: exporting spans to ${where(url)} failed (${why}); the spans of failed exports are dropped, and further failures are not logged`);
         }
         done(result);
       });

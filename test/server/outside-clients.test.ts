@@ -166,9 +166,14 @@ describe("2. GATEWAYZ_ADMIN_KEY must be a strong secret", () => {
         stdio: ["ignore", "pipe", "pipe"],
       });
       let stderr = "";
+      // A gateway that accepted the value would start and serve: end it, the test has failed.
+      const started = setTimeout(() => child.kill("SIGKILL"), 20_000);
       child.stderr.on("data", (c: Buffer) => (stderr += c.toString()));
       child.on("error", reject);
-      child.on("close", (code) => resolve({ code, stderr }));
+      child.on("close", (code) => {
+        clearTimeout(started);
+        resolve({ code, stderr });
+      });
     });
     expect(exit.code).toBe(2);
     expect(exit.stderr).toMatch(/gatewayz: configuration error: GATEWAYZ_ADMIN_KEY must be gw_admin_/);

@@ -213,6 +213,45 @@ describe("traces exported over OTLP/HTTP", () => {
   });
 });
 
+describe("the OTEL_* settings", () => {
+  it("gzip, a traces endpoint used as is, OTEL_SERVICE_NAME", async () => {
+    const receiver = await startOtlpReceiver();
+    const gw = await startTestGateway({
+      OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: `${receiver.url}/v1/traces`, OTEL_EXPORTER_OTLP_COMPRESSION: "gzip",
+      OTEL_SERVICE_NAME: "edge-gateway", OTEL_BSP_SCHEDULE_DELAY: "10",
+    });
+    try {
+      const c = caller();
+      await fetch(`${gw.url}/v1/models`, { headers: { traceparent: c.traceparent, authorization: gw.authorization } });
+      const [span] = ofTrace(await receiver.waitFor((all) => ofTrace(all, c.traceId).length > 0), c.traceId);
+      expect(span).toMatchObject({ name: "GET /v1/models", kind: SERVER, parentSpanId: c.spanId });
+      expect(span!.resource["service.name"]).toBe("edge-gateway");
+      expect(receiver.headers[0]!["content-encoding"]).toBe("gzip");
+    } finally {
+      await gw.close();
+      await receiver.close();
+    }
+  });
+
+  it("OTEL_TRACES_SAMPLER=always_off exports nothing, and the upstream still gets the (unsampled) context", async () => {
+    const receiver = await startOtlpReceiver();
+    const gw = await startTestGateway({ OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_TRACES_SAMPLER: "always_off", OTEL_BSP_SCHEDULE_DELAY: "10" });
+    try {
+      const c = caller();
+      const client = new OpenAI({ apiKey: gw.key, baseURL: `${gw.url}/v1`, maxRetries: 0 });
+      await client.chat.completions.create({ model: MODEL, messages: [{ role: "user", content: "hi" }] }, { headers: { traceparent: c.traceparent } });
+      const sent = String(gw.fake.requests.at(-1)?.headers.traceparent);
+      expect(sent).toMatch(new RegExp(`^00-${c.traceId}-[0-9a-f]{16}-00$`));
+      expect(sent).not.toContain(c.spanId);
+      await new Promise((r) => setTimeout(r, 300));
+      expect(receiver.spans).toEqual([]);
+    } finally {
+      await gw.close();
+      await receiver.close();
+    }
+  });
+});
+
 describe("a collector that cannot be reached", () => {
   it("does not fail or slow requests, is logged once at warn, and does not hold up shutdown", async () => {
     const gw = await startTestGateway({
