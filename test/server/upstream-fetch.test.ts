@@ -84,7 +84,8 @@ describe("upstream 429 and its retry headers", () => {
     expect(r.status).toBe(429);
     expect(r.ms).toBeLessThan(1000);
     const e = errorOf(r.text);
-    expect(e).toMatchObject({ type: "requests", code: "rate_limit_exceeded" });
+    // The upstream's 429, told apart from the key's own limit (rate_limit_exceeded).
+    expect(e).toMatchObject({ type: "requests", code: "upstream_rate_limited" });
     expect(e.message).toMatch(/Alibaba Cloud is rate limiting the gateway \(429\)/);
     expect(gw.fake.requests).toHaveLength(1);
     // The upstream's wait is passed on.
@@ -98,7 +99,7 @@ describe("upstream 429 and its retry headers", () => {
     );
     const plain = await client.chat.completions.create({ model: MODEL, messages: USER }).then(() => undefined, (e: unknown) => e);
     expect(plain).toBeInstanceOf(OpenAI.RateLimitError);
-    expect((plain as InstanceType<typeof OpenAI.RateLimitError>).code).toBe("rate_limit_exceeded");
+    expect((plain as InstanceType<typeof OpenAI.RateLimitError>).code).toBe("upstream_rate_limited");
     const streamed = await client.chat.completions.create({ model: MODEL, messages: USER, stream: true }).then(() => undefined, (e: unknown) => e);
     expect(streamed).toBeInstanceOf(OpenAI.RateLimitError);
     expect(gw.fake.requests).toHaveLength(2);
