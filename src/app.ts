@@ -90,7 +90,6 @@ export async function startApp(config: Config, baseLog: Logger, options: AppOpti
   const auth = createAuthenticator(keys, config.adminKey);
   const providers = createProviderSet(config.providers, config.failover, log);
   const breakers = createBreakers(config.failover.breakerFailures, config.failover.breakerCooldownMs, log);
-  // Metrics and traces: both off costs nothing on the request path (empty calls; the SDK not loaded).
   // Prometheus metrics unless METRICS=off (prom-client is not even loaded then); their
   // gauges read, at scrape time, state built below (requests in flight, the door's refusals).
   const metrics = config.metrics.enabled ? (await import("./observe/metrics.js")).createMetrics({

@@ -42,6 +42,13 @@ const TOKEN_TYPES = [
   ["prompt", "promptTokens"], ["completion", "completionTokens"], ["cached", "cachedTokens"], ["reasoning", "reasoningTokens"],
 ] as const;
 
+interface ChatLabels {
+  readonly chat: Readonly<Record<"protocol" | "model" | "provider" | "outcome", string>>;
+  readonly route: Readonly<Record<"protocol" | "model" | "provider", string>>;
+  readonly priced: Readonly<Record<"model" | "provider", string>>;
+  readonly tokens: ReadonlyArray<Readonly<Record<"model" | "provider" | "type", string>>>;
+}
+
 let processRegistry: Registry | undefined;
 
 /**
@@ -152,16 +159,32 @@ export function createMetrics(deps: MetricsDeps): Metrics {
   });
   const scraped = Registry.merge([register, processMetrics()]);
 
-  const chatFinished = (c: FinishedChat) => {
-    const labels = { protocol: c.protocol, model: c.model, provider: c.provider };
-    requests.inc({ ...labels, outcome: c.outcome });
-    duration.observe({ ...labels, outcome: c.outcome }, c.latencyMs / 1000);
-    if (c.ttftMs !== undefined) ttft.observe(labels, c.ttftMs / 1000);
-    for (const [type, field] of TOKEN_TYPES) {
-      const n = c.usage[field];
-      if (n > 0) tokens.inc({ model: c.model, provider: c.provider, type }, n);
+  // The label objects of each combination, made once: the request path then
+  // allocates none (labels are bounded, so the map is too).
+  const labelSets = new Map<string, ChatLabels>();
+  const labelsOf = (c: FinishedChat): ChatLabels => {
+    const key = `${c.protocol}\u0000${c.model}\u0000${c.provider}\u0000${c.outcome}`;
+    let set = labelSets.get(key);
+    if (!set) {
+      const { protocol, model, provider, outcome } = c;
+      set = {
+        chat: { protocol, model, provider, outcome }, route: { protocol, model, provider }, priced: { model, provider },
+        tokens: TOKEN_TYPES.map(([type]) => ({ model, provider, type })),
+      };
+      labelSets.set(key, set);
     }
-    if (c.costPico > 0n) cost.inc({ model: c.model, provider: c.provider }, Number(c.costPico) / 1e12);
+    return set;
+  };
+  const chatFinished = (c: FinishedChat) => {
+    const labels = labelsOf(c);
+    requests.inc(labels.chat);
+    duration.observe(labels.chat, c.latencyMs / 1000);
+    if (c.ttftMs !== undefined) ttft.observe(labels.route, c.ttftMs / 1000);
+    for (let i = 0; i < TOKEN_TYPES.length; i++) {
+      const n = c.usage[TOKEN_TYPES[i]![1]];
+      if (n > 0) tokens.inc(labels.tokens[i]!, n);
+    }
+    if (c.costPico > 0n) cost.inc(labels.priced, Number(c.costPico) / 1e12);
   };
 
   return {

@@ -123,8 +123,9 @@ export function createRequestHandler(deps: HandlerDeps): Handler {
     // Every answer says which request it was, errors included, on every door (gRPC: response metadata).
     res.setHeader("x-request-id", requestId);
     // Probes are not traced: a load balancer's would bury the requests.
-    const trace = PROBES.has((req.url ?? "/").split("?", 1)[0]!) ? NO_TRACE : tracer.start(`${req.method ?? "GET"} ${(req.url ?? "/").split("?", 1)[0]!.slice(0, 200)}`, req.headers, {
-      "http.request.method": req.method, "url.path": (req.url ?? "/").split("?", 1)[0]!.slice(0, 200), "gatewayz.request_id": requestId,
+    const path = (req.url ?? "/").split("?", 1)[0]!.slice(0, 200);
+    const trace = PROBES.has(path) ? NO_TRACE : tracer.start(`${req.method ?? "GET"} ${path}`, req.headers, {
+      "http.request.method": req.method, "url.path": path, "gatewayz.request_id": requestId,
     });
     const telemetry: RequestTelemetry = { requestId, trace, facts: {} };
     const scope = requests.start(res, telemetry, () => finished(req, res, telemetry, started));

@@ -7,13 +7,13 @@
 // gateway, real clients: fetch, raw HTTP/1, @grpc/grpc-js.
 
 import { mkdtempSync, rmSync } from "node:fs";
-import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { healthCheck, healthClient, type HealthClient } from "../support/drain-clients.js";
 import { fillDisk, freeDisk } from "../support/full-disk.js";
 import { startTestGateway, type TestGateway } from "../support/gateway.js";
+import { getInTwoSteps } from "../support/two-step-get.js";
 
 const GATEWAY = "gatewayz.v1.GatewayService";
 const ADMIN = "gatewayz.v1.AdminService";
@@ -187,31 +187,6 @@ describe("a database that refuses writes", () => {
   });
 });
 
-/** A raw HTTP/1 request sent up to its last header line; `finish()` ends the headers and reads the answer. */
-async function inTwoSteps(port: number, path: string) {
-  const socket = net.connect(port, "127.0.0.1");
-  await new Promise<void>((resolve, reject) => {
-    socket.once("connect", () => resolve());
-    socket.once("error", reject);
-  });
-  let text = "";
-  socket.setEncoding("utf8");
-  socket.on("data", (chunk: string) => (text += chunk));
-  socket.on("error", () => {});
-  const closed = new Promise<void>((resolve) => socket.once("close", () => resolve()));
-  socket.write(`GET ${path} HTTP/1.1\r\nHost: gatewayz\r\n`);
-  return {
-    async finish(): Promise<{ statusLine: string | undefined; body: unknown }> {
-      socket.write("\r\n");
-      // During a drain the answer closes the connection: its end is the end of the answer.
-      await Promise.race([closed, new Promise((r) => setTimeout(r, 3_000))]);
-      socket.destroy();
-      const [head = "", body = ""] = text.split("\r\n\r\n");
-      return { statusLine: head.split("\r\n")[0], body: body ? JSON.parse(body) : undefined };
-    },
-  };
-}
-
 describe("a drain", () => {
   it("/readyz 503 draining, even grpc.health.v1.Health NOT_SERVING (a Watch told, then ended), while /livez stays 200", async () => {
     const gw = await gateway({ DRAIN_TIMEOUT_MS: "10000" });
@@ -224,8 +199,8 @@ describe("a drain", () => {
     const ended = new Promise<void>((resolve) => call.on("status", () => resolve()));
     await expect.poll(() => seen).toEqual(["SERVING"]);
     const port = gw.app.address.port;
-    const ready = await inTwoSteps(port, "/readyz");
-    const live = await inTwoSteps(port, "/livez");
+    const ready = await getInTwoSteps(port, "/readyz");
+    const live = await getInTwoSteps(port, "/livez");
     const inFlight = chat(gw); // so that the drain lasts
     await gw.fake.waitForRequests(1);
 

@@ -28,6 +28,7 @@ import {
 } from "../support/drain-clients.js";
 import { startFakeUpstream, type FakeUpstream } from "../support/fake-upstream.js";
 import { commandLineOf, startGatewayChild, tryConnect, waitForRefusal, type Exit, type GatewayChild, type GatewayChildOptions } from "../support/gateway-child.js";
+import { getInTwoSteps } from "../support/two-step-get.js";
 
 /** Twenty words: the fake streams them one a chunk. */
 const CONTENT = "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen twenty";
@@ -344,31 +345,6 @@ async function checkInTwoSteps(url: string, service: string) {
   };
 }
 
-/** A raw HTTP/1 connection with `GET /healthz` sent up to its last header line; `finish()` ends the headers and reads the answer. */
-async function healthzInTwoSteps(port: number) {
-  const socket = net.connect(port, "127.0.0.1");
-  await new Promise<void>((resolve, reject) => {
-    socket.once("connect", () => resolve());
-    socket.once("error", reject);
-  });
-  let text = "";
-  socket.setEncoding("utf8");
-  socket.on("data", (c: string) => (text += c));
-  socket.on("error", () => {});
-  const closed = new Promise<void>((resolve) => socket.once("close", () => resolve()));
-  socket.write("GET /healthz HTTP/1.1\r\nHost: gatewayz\r\n");
-  return {
-    async finish() {
-      socket.write("\r\n");
-      // The server closes the connection after the answer (`connection: close`): the end of it is the end of the answer.
-      await Promise.race([closed, new Promise((r) => setTimeout(r, 3_000))]);
-      socket.destroy();
-      const [head = "", body = ""] = text.split("\r\n\r\n");
-      return { statusLine: head.split("\r\n")[0], headers: head.toLowerCase(), body: body ? JSON.parse(body) : undefined };
-    },
-  };
-}
-
 function get(port: number, path: string, agent: http.Agent): Promise<{ status: number; body: any }> {
   return new Promise((resolve, reject) => {
     http.get({ host: "127.0.0.1", port, path, agent }, (res) => {
@@ -397,7 +373,7 @@ describe("readiness during a drain", () => {
       watch.on("data", (m: { status: string }) => watched.push(m.status));
       watch.on("error", () => {});
       const checks = { "": await checkInTwoSteps(g.url, ""), "gatewayz.v1.GatewayService": await checkInTwoSteps(g.url, "gatewayz.v1.GatewayService") };
-      const healthz = await healthzInTwoSteps(g.port);
+      const healthz = await getInTwoSteps(g.port, "/healthz");
       // A chat in flight, so that the drain lasts.
       const chat = grpcChat(g.url, g.key, STREAM_MODEL);
       await fake.waitForRequests(1);
