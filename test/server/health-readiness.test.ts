@@ -207,8 +207,8 @@ describe("a drain", () => {
     const closing = gw.app.close();
     await ended;
     expect(seen).toEqual(["SERVING", "NOT_SERVING"]);
-    expect(await ready.finish()).toEqual({ statusLine: "HTTP/1.1 503 Service Unavailable", body: { status: "not_ready", reasons: ["draining"] } });
-    expect(await live.finish()).toEqual({ statusLine: "HTTP/1.1 200 OK", body: { status: "ok" } });
+    expect(await ready.finish()).toMatchObject({ statusLine: "HTTP/1.1 503 Service Unavailable", body: { status: "not_ready", reasons: ["draining"] } });
+    expect(await live.finish()).toMatchObject({ statusLine: "HTTP/1.1 200 OK", body: { status: "ok" } });
     expect(gw.app.readiness.reasons).toEqual(["draining"]);
     expect(await inFlight).toBe(200);
     await closing;
