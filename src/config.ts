@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { definedOnly, flag, headers, integer, list, onOff, positive, readEnvFile, type Env } from "./config-values.js";
 import { installation } from "./install-root.js";
 import { isLogLevel, type LogFormat, type LogLevel } from "./log.js";
+import { otelVariables } from "./observe/otel-options.js";
 import { PRIORITY, PROVIDERS, type PhaseTimeouts, type ProviderRow } from "./providers/table.js";
 
 /** One provider's settings, resolved from its table row and the environment. */
@@ -303,14 +304,4 @@ function failoverConfig(env: Env): FailoverConfig {
     breakerFailures: Math.max(1, integer(env, "BREAKER_FAILURES", 5)),
     breakerCooldownMs: integer(env, "BREAKER_COOLDOWN_MS", 30_000),
   });
-}
-
-
-/** The OTEL_* variables when an OTLP endpoint is configured and the SDK is not disabled; else undefined. */
-function otelVariables(env: Env): Record<string, string> | undefined {
-  if (!env.OTEL_EXPORTER_OTLP_ENDPOINT && !env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) return undefined;
-  if (env.OTEL_SDK_DISABLED === "true" || env.OTEL_TRACES_EXPORTER === "none") return undefined;
-  const out: Record<string, string> = {};
-  for (const [name, value] of Object.entries(env)) if (name.startsWith("OTEL_") && value !== undefined) out[name] = value;
-  return Object.freeze(out);
 }

@@ -16,7 +16,8 @@ import type { Catalog, CatalogModel } from "./catalog.js";
 import type { ChatBody, ChatCall } from "./chat-request.js";
 import { trackChunks, type StreamEnd } from "./chat-stream.js";
 import type { BreakerState } from "./circuit-breaker.js";
-import { withFailover, type FailoverDeps } from "./failover.js";
+import type { FailoverDeps } from "./failover.js";
+import { observedFailover, type ObservedAttempt, type UpstreamHeaders } from "./observed-failover.js";
 import type { RateLimitSnapshot } from "./limiter.js";
 import { RequestMeter, type Protocol, type UsageStatus } from "./metering.js";
 import type { CostBreakdown, PriceBook } from "./pricing.js";
@@ -25,7 +26,6 @@ import { countPromptTokens, countTokens } from "./tokens.js";
 import { fromOpenAIUsage, NO_USAGE, toOpenAIUsage, type TokenUsage } from "./usage.js";
 import type { Observer } from "../observe/observer.js";
 import type { RequestTelemetry } from "../observe/telemetry.js";
-import { NO_TRACE } from "../observe/trace.js";
 
 /** What a finished request amounted to; the same for every front door. */
 export interface ChatOutcome {
@@ -100,9 +100,6 @@ export interface GatewayDeps extends AdmissionDeps {
   /** Metrics; NO_OBSERVER when they are off. */
   observer: Observer;
 }
-
-/** Headers an upstream request carries (the trace context), if any. */
-type UpstreamHeaders = Readonly<Record<string, string>> | undefined;
 
 /** A provider's first chunk and the rest of its stream. */
 interface Opened {
@@ -215,39 +212,8 @@ export function createGateway(deps: GatewayDeps): Gateway {
     };
   };
 
-  /**
-   * Runs `attempt` over the model's routes, keeping the meter on the route
-   * being tried. Each attempt is timed for the metrics and traced as a child
-   * span whose context the upstream request carries (traceparent); the
-   * winner's span stays open until the request ends (the meter ends it).
-   */
-  const failover = <T>(call: ChatCall, meter: RequestMeter, routes: Route[], attempt: (route: Route, signal: AbortSignal, headers: UpstreamHeaders) => Promise<T>) => {
-    const trace = call.telemetry?.trace ?? NO_TRACE;
-    let previous: string | undefined;
-    return withFailover(routes, call.signal, deps.failover, async (route, signal, n) => {
-      meter.attempts = n;
-      meter.provider = route.provider;
-      meter.upstreamModel = route.upstreamId;
-      if (previous !== undefined && previous !== route.provider) observer.failover(previous, route.provider);
-      previous = route.provider;
-      const span = trace.recording ? trace.attempt(`chat ${route.upstreamId}`, {
-        "gen_ai.operation.name": "chat", "gen_ai.provider.name": route.provider, "gen_ai.request.model": route.upstreamId,
-        "server.address": new URL(route.client.provider.baseUrl).host, "gatewayz.attempt": n,
-      }) : undefined;
-      const started = performance.now();
-      try {
-        const value = await attempt(route, signal, span?.headers);
-        observer.attemptFinished(route.provider, (performance.now() - started) / 1000, "ok");
-        meter.attemptSpan = span;
-        return value;
-      } catch (err) {
-        const kind = asGatewayError(err).kind;
-        observer.attemptFinished(route.provider, (performance.now() - started) / 1000, kind);
-        span?.end({}, kind);
-        throw err;
-      }
-    }, call.telemetry?.requestId);
-  };
+  const failover = <T>(call: ChatCall, meter: RequestMeter, routes: Route[], attempt: ObservedAttempt<T>) =>
+    observedFailover(call, meter, routes, { failover: deps.failover, observer }, attempt);
 
   /**
    * One chat request: a meter, admission, then `work`. A failure the work

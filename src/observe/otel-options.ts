@@ -116,3 +116,12 @@ function keyValues(raw: string | undefined, name: string, problems: string[]): R
 function defined<T extends Record<string, number | undefined>>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
+
+/** The OTEL_* variables when an OTLP endpoint is configured and the SDK is not disabled; else undefined. */
+export function otelVariables(env: Readonly<Record<string, string | undefined>>): Record<string, string> | undefined {
+  if (!env.OTEL_EXPORTER_OTLP_ENDPOINT && !env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) return undefined;
+  if (env.OTEL_SDK_DISABLED === "true" || env.OTEL_TRACES_EXPORTER === "none") return undefined;
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(env)) if (name.startsWith("OTEL_") && value !== undefined) out[name] = value;
+  return Object.freeze(out);
+}
