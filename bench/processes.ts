@@ -3,9 +3,9 @@
 import { execFileSync, fork, spawn, type ChildProcess } from "node:child_process";
 import { readdirSync, statSync } from "node:fs";
 import http from "node:http";
-import net, { type AddressInfo } from "node:net";
 import { join } from "node:path";
 import type { Profile } from "./fake-upstream.js";
+import { freePort } from "../test/support/free-port.js";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const children = new Set<ChildProcess>();
@@ -70,17 +70,6 @@ export function ensureBuilt(): void {
   if (built >= newestMtime(join(ROOT, "src"))) return;
   process.stderr.write("bench: dist/ is stale, running npm run build\n");
   execFileSync("npm", ["run", "--silent", "build"], { cwd: ROOT, stdio: "inherit" });
-}
-
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 export interface Fake {

@@ -7,7 +7,7 @@
 
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
-import net, { type AddressInfo } from "node:net";
+import net from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { createAccounts } from "../../src/core/accounts.js";
@@ -17,6 +17,8 @@ import { createLimitStore } from "../../src/storage/limits.js";
 import { createUsageStore } from "../../src/storage/usage.js";
 import type { FakeUpstream } from "./fake-upstream.js";
 import { ROOT } from "./node-child.js";
+import { freePort } from "./free-port.js";
+export { freePort };
 
 export interface Exit {
   code: number | null;
@@ -67,18 +69,6 @@ export interface GatewayChildOptions {
   env?: Record<string, string>;
   /** How long starting may take (a build in `npm start`). */
   startTimeoutMs?: number;
-}
-
-/** A port nobody listens on right now (with --workers, PORT=0 would not tell us the port). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 /** The fields of /proc/<pid>/stat after "(comm)": [state, ppid, pgrp, ...]; undefined once gone. */
