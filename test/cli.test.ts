@@ -328,7 +328,7 @@ describe.concurrent("gatewayz CLI", { timeout: 60_000 }, () => {
         "request   req-1",
         "time      2026-01-01T10:00:00.000Z",
         `key       ${k.id} (user alice)`,
-        "protocol  openai",
+        "protocol  openai, chat",
         "model     qwen-3-30b → qwen-3-30b-a3b-instruct (upstream qwen3-30b-a3b-instruct-2507)",
         "provider  alibaba-cloud, 1 attempt",
         "status    ok",
@@ -343,7 +343,7 @@ describe.concurrent("gatewayz CLI", { timeout: 60_000 }, () => {
       ts: base.ts, time: "2026-01-01T10:00:00.000Z", requestId: "req-2", keyId: k.id, userName: "alice", protocol: "openai", requestedModel: "qwen-3-30b",
       model: "qwen-3-30b-a3b-instruct", upstreamModel: "qwen3-30b-a3b-instruct-2507", provider: "alibaba-cloud", promptTokens: 12, completionTokens: 40,
       cachedTokens: 2, reasoningTokens: 0, costUsd: "0.00066", latencyMs: 412.5, ttftMs: null, status: "error", errorKind: "upstream_timeout",
-      estimated: true, clamped: false, attempts: 2,
+      estimated: true, clamped: false, attempts: 2, operation: "chat",
     }]);
     expect(await cli("usage", "--request-id", "nope")).toEqual({ code: 1, stdout: "", stderr: "gatewayz: no usage row with request id 'nope'\n" });
     expect(await cli("usage", "--request-id", "req-1", "--by", "model")).toMatchObject({

@@ -22,7 +22,7 @@ function rowText(r: UsageRowView): string {
     ["request", r.requestId],
     ["time", iso(r.ts)],
     ["key", `${r.keyId ?? "-"}${r.userName === null ? "" : ` (user ${r.userName})`}`],
-    ["protocol", r.protocol],
+    ["protocol", `${r.protocol}, ${r.operation}`],
     ["model", `${r.requestedModel} → ${r.model ?? "-"} (upstream ${r.upstreamModel ?? "-"})`],
     ["provider", `${r.provider ?? "-"}, ${r.attempts} attempt${r.attempts === 1 ? "" : "s"}`],
     ["status", r.errorKind ? `${r.status} (${r.errorKind})` : r.status],

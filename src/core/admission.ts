@@ -54,6 +54,10 @@ export function createAdmission({ catalog, prices, auth, quota, usage, observer 
       meter.principal = principal;
       validateChat(call.model, call.body);
       const { model } = catalog.resolve(call.model);
+      if (model.kind !== "chat") {
+        throw new GatewayError("invalid_request",
+          `'${model.id}' is an embedding model: it does not chat. Send it to POST /v1/embeddings (the Embed RPC), or pick a chat model from GET /v1/models`, { param: "model" });
+      }
       meter.model = model;
       meter.provider = model.provider;
       meter.upstreamModel = model.upstreamId;

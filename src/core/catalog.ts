@@ -3,10 +3,25 @@ import { GatewayError } from "../errors.js";
 /** What a model can do; a closed set so clients can rely on the names. */
 export type Capability =
   | "chat" | "vision" | "audio" | "tools" | "json_mode" | "reasoning" | "thinking_toggle"
-  | "search" | "code" | "math" | "translation" | "long_context";
+  | "search" | "code" | "math" | "translation" | "long_context" | "embedding";
 
 /** How a model thinks: never, always (QwQ, *-thinking), or on request (hybrid Qwen3). */
 export type ThinkingMode = "none" | "always" | "hybrid";
+
+/** What a model is asked for: chat (completions and the Responses API) or embeddings. */
+export type ModelKind = "chat" | "embedding";
+
+/** An embedding model's shape and limits, as its provider documents them. */
+export interface EmbeddingSpec {
+  /** The vector sizes it can return; `dimensions` must be one of them. */
+  readonly dimensions: readonly number[];
+  /** The size it returns when `dimensions` is not given. */
+  readonly defaultDimensions: number;
+  /** Inputs per upstream request; longer lists are split (core/embedding.ts). */
+  readonly maxBatch: number;
+  /** Tokens per input. */
+  readonly maxInputTokens: number;
+}
 
 /** A provider that serves a model, and its id for it there. */
 export interface ModelRoute {
@@ -27,6 +42,9 @@ export interface CatalogModel {
   /** The provider serves this model in streaming mode only. */
   readonly streamingOnly: boolean;
   readonly thinking: ThinkingMode;
+  readonly kind: ModelKind;
+  /** Set exactly when kind is "embedding". */
+  readonly embedding?: EmbeddingSpec | undefined;
 }
 
 /** A row of src/data/models.json. */
@@ -39,6 +57,9 @@ export interface CatalogRow {
   aliases: string[];
   streaming_only: boolean;
   thinking: string;
+  /** "chat" when absent. */
+  kind?: string;
+  embedding?: { dimensions: number[]; default_dimensions: number; max_batch: number; max_input_tokens: number };
   source?: string;
 }
 
@@ -111,6 +132,11 @@ export function createCatalog(rows: readonly CatalogRow[], routes: RouteRows = {
 
 function toModel(row: CatalogRow, extra: RouteRows[string]): CatalogModel {
   if (!THINKING.includes(row.thinking)) throw new Error(`catalog: ${row.id} has thinking "${row.thinking}"`);
+  const kind = row.kind ?? "chat";
+  if (kind !== "chat" && kind !== "embedding") throw new Error(`catalog: ${row.id} has kind "${kind}"`);
+  if ((kind === "embedding") !== (row.embedding !== undefined)) throw new Error(`catalog: ${row.id}: an embedding spec goes with kind "embedding", and only there`);
+  const e = row.embedding;
+  if (e && !e.dimensions.includes(e.default_dimensions)) throw new Error(`catalog: ${row.id}: default_dimensions is not one of its dimensions`);
   const routes = [{ provider: row.provider, upstreamId: row.upstream_id }, ...extra.map((r) => ({ provider: r.provider, upstreamId: r.upstream_id }))];
   if (new Set(routes.map((r) => r.provider)).size !== routes.length) throw new Error(`routes: ${row.id} lists a provider twice`);
   return Object.freeze({
@@ -123,5 +149,9 @@ function toModel(row: CatalogRow, extra: RouteRows[string]): CatalogModel {
     aliases: Object.freeze([...row.aliases]),
     streamingOnly: row.streaming_only,
     thinking: row.thinking as ThinkingMode,
+    kind,
+    embedding: e && Object.freeze({
+      dimensions: Object.freeze([...e.dimensions]), defaultDimensions: e.default_dimensions, maxBatch: e.max_batch, maxInputTokens: e.max_input_tokens,
+    }),
   });
 }

@@ -3,6 +3,7 @@ import type { Principal } from "./auth.js";
 import { validateParams } from "./chat-params.js";
 import type { Protocol } from "./metering.js";
 import type { RequestTelemetry } from "../observe/telemetry.js";
+import type { Operation } from "../storage/usage.js";
 
 /**
  * The core speaks OpenAI's chat request body: both front doors produce one
@@ -26,6 +27,8 @@ export interface ChatCall {
   readonly protocol: Protocol;
   /** The request's id, trace and facts, from its front door. */
   readonly telemetry?: RequestTelemetry | undefined;
+  /** What the usage row records; a Responses API call is served as a chat. Chat unless said. */
+  readonly operation?: Operation | undefined;
 }
 
 const ROLES = new Set(["system", "developer", "user", "assistant", "tool", "function"]);

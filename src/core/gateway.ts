@@ -8,7 +8,7 @@ import type { CompletionUsage } from "openai/resources/completions";
 import { asGatewayError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { ProviderSet, Route } from "../providers/provider-set.js";
-import type { UsageStore } from "../storage/usage.js";
+import type { Operation, UsageStore } from "../storage/usage.js";
 import { createAdmission, type Admitted, type AdmissionDeps } from "./admission.js";
 import { CompletionAggregator } from "./aggregate.js";
 import type { Principal } from "./auth.js";
@@ -87,7 +87,10 @@ export interface Gateway {
    * (bad JSON, too large, a revoked key: then `principal` is whose it was);
    * resolves once the row is durable, so the door answers after it.
    */
-  refused(request: { protocol: Protocol; model: string; authorization: string | null | undefined; principal?: Principal; telemetry?: RequestTelemetry | undefined }, error: unknown): Promise<void>;
+  refused(request: {
+    protocol: Protocol; model: string; authorization: string | null | undefined; principal?: Principal; telemetry?: RequestTelemetry | undefined;
+    operation?: Operation;
+  }, error: unknown): Promise<void>;
   /** The providers that can serve a model here, in failover order, with their circuit state. */
   servedBy(model: CatalogModel): Array<{ provider: string; upstreamId: string; state: BreakerState }>;
 }
@@ -222,11 +225,12 @@ export function createGateway(deps: GatewayDeps): Gateway {
    * once the row is committed: commit before answer, on every path.
    */
   const metered = async <T>(call: ChatCall, streamed: boolean, work: (meter: RequestMeter, entry: { admitted: Admitted; routes: Route[] }) => Promise<T>): Promise<T> => {
-    const meter = new RequestMeter(usage, log, observer, { protocol: call.protocol, model: call.model, telemetry: call.telemetry, streamed });
+    const operation = call.operation ?? "chat";
+    const meter = new RequestMeter(usage, log, observer, { protocol: call.protocol, model: call.model, telemetry: call.telemetry, streamed, operation });
     const trace = call.telemetry?.trace;
     if (trace?.recording) {
-      trace.rename(`chat ${call.model.slice(0, 200)}`);
-      trace.set({ "gen_ai.operation.name": "chat", "gen_ai.request.model": call.model.slice(0, 200) });
+      trace.rename(`${operation} ${call.model.slice(0, 200)}`);
+      trace.set({ "gen_ai.operation.name": operation, "gen_ai.request.model": call.model.slice(0, 200) });
     }
     let admitted: Admitted | undefined;
     try {
@@ -251,7 +255,9 @@ export function createGateway(deps: GatewayDeps): Gateway {
     async refused(request, error) {
       // No room for its row either: counted, like the chats admission turns away.
       if (!usage.available()) return usage.countUnrecorded();
-      const meter = new RequestMeter(usage, log, observer, { protocol: request.protocol, model: request.model, telemetry: request.telemetry, streamed: false });
+      const meter = new RequestMeter(usage, log, observer, {
+        protocol: request.protocol, model: request.model, telemetry: request.telemetry, streamed: false, operation: request.operation,
+      });
       meter.principal = request.principal ?? admission.identify(request.authorization);
       failed(meter, undefined, error);
       await usage.committed();

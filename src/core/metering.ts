@@ -3,7 +3,7 @@ import { formatUsd } from "./money.js";
 import type { Observer, Outcome } from "../observe/observer.js";
 import type { RequestTelemetry } from "../observe/telemetry.js";
 import type { AttemptSpan } from "../observe/trace.js";
-import type { UsageStore } from "../storage/usage.js";
+import type { Operation, UsageStore } from "../storage/usage.js";
 import type { Principal } from "./auth.js";
 import type { CatalogModel } from "./catalog.js";
 import { NO_USAGE, type TokenUsage } from "./usage.js";
@@ -53,6 +53,8 @@ export interface MeterRequest {
   readonly model: string;
   readonly telemetry?: RequestTelemetry | undefined;
   readonly streamed: boolean;
+  /** Chat unless said otherwise. */
+  readonly operation?: Operation | undefined;
 }
 
 /**
@@ -136,6 +138,7 @@ export class RequestMeter {
         attempts: this.attempts,
         clamped: u.clamped ?? false,
         requestId: telemetry?.requestId ?? null,
+        operation: this.request.operation ?? "chat",
       });
     } catch (err) {
       this.log.error(`usage record lost: ${err instanceof Error ? err.message : String(err)}`);

@@ -1,6 +1,7 @@
 import { RevokedKeyError } from "../core/auth.js";
 import type { Gateway } from "../core/gateway.js";
 import type { Protocol } from "../core/metering.js";
+import type { Operation } from "../storage/usage.js";
 import type { RpcWire } from "./rpc-errors.js";
 
 /**
@@ -14,9 +15,9 @@ import type { RpcWire } from "./rpc-errors.js";
  * door answers after it); undefined when there is nothing to record.
  */
 export function recordRevokedChat(gateway: Pick<Gateway, "refused">, protocol: Protocol,
-  authorization: string | undefined, err: unknown): Promise<void> | undefined {
+  authorization: string | undefined, err: unknown, operation: Operation = "chat"): Promise<void> | undefined {
   if (!(err instanceof RevokedKeyError) || err.principal.kind !== "client") return undefined;
-  return gateway.refused({ protocol, model: "", authorization, principal: err.principal }, err);
+  return gateway.refused({ protocol, model: "", authorization, principal: err.principal, operation }, err);
 }
 
 /** The usage row's protocol for an RPC wire. */

@@ -90,4 +90,31 @@ export const MIGRATIONS: readonly string[] = [
   );
   INSERT INTO health (id, checked_at) VALUES (1, 0);
   `,
+  // 6: what each request asked for: a chat completion, a Responses API call
+  // or embeddings. Rows written before it were all chats.
+  `
+  ALTER TABLE usage ADD COLUMN operation TEXT NOT NULL DEFAULT 'chat';
+  `,
+  // 7: stored Responses API responses (src/storage/responses.ts): the
+  // response object as sent, and the conversation items it continues from,
+  // so previous_response_id works on every provider. Owned by a user;
+  // expires_at is when a sweep deletes it (RESPONSES_TTL_DAYS).
+  `
+  CREATE TABLE responses (
+    id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    previous_id TEXT,
+    body TEXT NOT NULL
+  );
+  CREATE INDEX responses_expires ON responses(expires_at);
+  CREATE TABLE response_items (
+    response_id TEXT NOT NULL REFERENCES responses(id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    role TEXT NOT NULL CHECK (role IN ('input', 'output')),
+    item TEXT NOT NULL,
+    PRIMARY KEY (response_id, seq)
+  );
+  `,
 ];

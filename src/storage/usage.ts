@@ -32,7 +32,12 @@ export interface UsageRecord {
   clamped?: boolean;
   /** The request's id (its x-request-id), when a front door gave it one. */
   requestId?: string | null;
+  /** What was asked for: chat (the default), responses or embeddings. */
+  operation?: Operation;
 }
+
+/** The kinds of request a usage row can record. */
+export type Operation = "chat" | "responses" | "embeddings";
 
 export type UsageGroup = "key" | "user" | "model" | "day";
 
