@@ -11,7 +11,7 @@ const metrics = createMetrics({
   usageRows: () => ({ pending: 0, written: 0, lost: 0 }),
 });
 const chat: FinishedChat = {
-  protocol: "openai", model: "qwen-plus", provider: "alibaba-cloud", outcome: "ok", latencyMs: 12, ttftMs: 5, streamed: false,
+  protocol: "openai", operation: "chat", model: "qwen-plus", provider: "alibaba-cloud", outcome: "ok", latencyMs: 12, ttftMs: 5, streamed: false,
   usage: { promptTokens: 10, completionTokens: 20, totalTokens: 30, cachedTokens: 2, reasoningTokens: 0 }, costPico: 12_345n,
 };
 const CALLS = 200_000;

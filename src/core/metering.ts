@@ -146,7 +146,7 @@ export class RequestMeter {
     const model = this.model?.id ?? "unknown";
     const provider = this.provider ?? "none";
     this.observer.chatFinished({
-      protocol: this.protocol, model, provider, outcome: outcomeOf(r.status, r.errorKind),
+      protocol: this.protocol, operation: this.request.operation ?? "chat", model, provider, outcome: outcomeOf(r.status, r.errorKind),
       latencyMs, ttftMs, usage: u, costPico, streamed: this.request.streamed,
     });
     if (!telemetry) return;

@@ -43,8 +43,8 @@ const TOKEN_TYPES = [
 ] as const;
 
 interface ChatLabels {
-  readonly chat: Readonly<Record<"protocol" | "model" | "provider" | "outcome", string>>;
-  readonly route: Readonly<Record<"protocol" | "model" | "provider", string>>;
+  readonly chat: Readonly<Record<"protocol" | "operation" | "model" | "provider" | "outcome", string>>;
+  readonly route: Readonly<Record<"protocol" | "operation" | "model" | "provider", string>>;
   readonly priced: Readonly<Record<"model" | "provider", string>>;
   readonly tokens: ReadonlyArray<Readonly<Record<"model" | "provider" | "type", string>>>;
 }
@@ -80,17 +80,17 @@ function processMetrics(): Registry {
 export function createMetrics(deps: MetricsDeps): Metrics {
   const register = new Registry();
   const registers = [register];
-  const chatLabels = ["protocol", "model", "provider"] as const;
+  const chatLabels = ["protocol", "operation", "model", "provider"] as const;
   const requests = new Counter({
-    name: "gatewayz_requests_total", help: "Chat requests, one per usage row, by protocol, catalog model, provider and outcome.",
+    name: "gatewayz_requests_total", help: "Requests, one per usage row, by protocol, operation (chat, responses, embeddings), catalog model, provider and outcome.",
     labelNames: [...chatLabels, "outcome"], registers,
   });
   const duration = new Histogram({
-    name: "gatewayz_request_duration_seconds", help: "Chat request latency, from arrival to the end of the answer.",
+    name: "gatewayz_request_duration_seconds", help: "Request latency, from arrival to the end of the answer.",
     labelNames: [...chatLabels, "outcome"], buckets: LATENCY_BUCKETS, registers,
   });
   const ttft = new Histogram({
-    name: "gatewayz_time_to_first_token_seconds", help: "Time from a chat's arrival to the upstream's first chunk (or its whole answer, unstreamed).",
+    name: "gatewayz_time_to_first_token_seconds", help: "Time from a request's arrival to the upstream's first chunk (or its whole answer, unstreamed).",
     labelNames: chatLabels, buckets: LATENCY_BUCKETS, registers,
   });
   const attempts = new Histogram({
@@ -163,12 +163,12 @@ export function createMetrics(deps: MetricsDeps): Metrics {
   // allocates none (labels are bounded, so the map is too).
   const labelSets = new Map<string, ChatLabels>();
   const labelsOf = (c: FinishedChat): ChatLabels => {
-    const key = `${c.protocol}\u0000${c.model}\u0000${c.provider}\u0000${c.outcome}`;
+    const key = `${c.protocol}\u0000${c.operation}\u0000${c.model}\u0000${c.provider}\u0000${c.outcome}`;
     let set = labelSets.get(key);
     if (!set) {
-      const { protocol, model, provider, outcome } = c;
+      const { protocol, operation, model, provider, outcome } = c;
       set = {
-        chat: { protocol, model, provider, outcome }, route: { protocol, model, provider }, priced: { model, provider },
+        chat: { protocol, operation, model, provider, outcome }, route: { protocol, operation, model, provider }, priced: { model, provider },
         tokens: TOKEN_TYPES.map(([type]) => ({ model, provider, type })),
       };
       labelSets.set(key, set);

@@ -10,6 +10,8 @@ export type Outcome = "ok" | "client_error" | "rate_limited" | "budget_exhausted
 
 export interface FinishedChat {
   readonly protocol: string;
+  /** chat, responses or embeddings. */
+  readonly operation: string;
   /** Catalog model id, or "unknown" when the request named no model we serve. */
   readonly model: string;
   /** The provider that answered (or was tried last), or "none". */

@@ -124,12 +124,12 @@ describe("after a known mix of requests (ok, 400, 429, an upstream failure, a fa
     const requests = samples.filter((s) => s.name === "gatewayz_requests_total").map((s) => ({ ...s.labels, n: s.value }));
     expect(requests).toHaveLength(6);
     expect(requests).toEqual(expect.arrayContaining([
-      { protocol: "openai", model: SOLO, provider: "alibaba-cloud", outcome: "ok", n: 2 },
-      { protocol: "grpc", model: SOLO, provider: "alibaba-cloud", outcome: "ok", n: 1 },
-      { protocol: "openai", model: "unknown", provider: "none", outcome: "client_error", n: 1 },
-      { protocol: "openai", model: SOLO, provider: "alibaba-cloud", outcome: "upstream_error", n: 1 },
-      { protocol: "openai", model: FAILOVER, provider: "openrouter", outcome: "ok", n: 1 },
-      { protocol: "openai", model: SOLO, provider: "alibaba-cloud", outcome: "rate_limited", n: 1 },
+      { protocol: "openai", operation: "chat", model: SOLO, provider: "alibaba-cloud", outcome: "ok", n: 2 },
+      { protocol: "grpc", operation: "chat", model: SOLO, provider: "alibaba-cloud", outcome: "ok", n: 1 },
+      { protocol: "openai", operation: "chat", model: "unknown", provider: "none", outcome: "client_error", n: 1 },
+      { protocol: "openai", operation: "chat", model: SOLO, provider: "alibaba-cloud", outcome: "upstream_error", n: 1 },
+      { protocol: "openai", operation: "chat", model: FAILOVER, provider: "openrouter", outcome: "ok", n: 1 },
+      { protocol: "openai", operation: "chat", model: SOLO, provider: "alibaba-cloud", outcome: "rate_limited", n: 1 },
     ]));
     expect(total(samples, "gatewayz_request_duration_seconds_count")).toBe(7);
     // Only the answers had a first token.
@@ -183,7 +183,7 @@ describe("after a known mix of requests (ok, 400, 429, an upstream failure, a fa
     for (const secret of [gw.key, REQUEST_ID, "sk-not-a-key", "sk-test-openrouter", gw.fake.apiKey]) expect(text).not.toContain(secret);
     const labelNames = new Set(samples.flatMap((s) => Object.keys(s.labels)));
     // Ours, then Node's process metrics' (nodejs_version_info, heap spaces, GC kinds, resource types).
-    const known = ["protocol", "model", "provider", "outcome", "le", "from", "to", "type", "dimension", "scope", "reason", "state", "version", "major", "minor", "patch", "space", "kind"];
+    const known = ["protocol", "operation", "model", "provider", "outcome", "le", "from", "to", "type", "dimension", "scope", "reason", "state", "version", "major", "minor", "patch", "space", "kind"];
     for (const name of labelNames) expect(known).toContain(name);
   });
 
