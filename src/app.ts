@@ -30,6 +30,7 @@ import { createRequests } from "./server/requests.js";
 import { openDb, type Db } from "./storage/db.js";
 import { createKeyStore } from "./storage/keys.js";
 import { createLimitStore } from "./storage/limits.js";
+import { createResponseStore, sweepResponses } from "./storage/responses.js";
 import { createUsageStore, type UsageStore } from "./storage/usage.js";
 import { createWriteCheck } from "./storage/write-check.js";
 
@@ -58,6 +59,8 @@ export interface App {
 const END_GRACE_MS = 5_000;
 /** How long a drain leaves idle HTTP/1 keep-alive connections open for requests already sent on them. */
 const IDLE_GRACE_MS = 500;
+/** How often expired Responses API responses are deleted (reads ignore them from the moment they expire). */
+const RESPONSES_SWEEP_MS = 60 * 60 * 1000;
 
 /** Builds the gateway from configuration and listens. Nothing happens at import. */
 export interface AppOptions {
@@ -115,9 +118,12 @@ export async function startApp(config: Config, baseLog: Logger, options: AppOpti
   const readiness = createReadiness();
   // The database's write check, the usage store, the providers and their circuits (server/readiness.ts).
   const stopReadiness = watchReadiness(readiness, { usage, writeCheck: createWriteCheck(db), providers, breakers, log });
+  const responses = createResponseStore(db, { ttlMs: config.responsesTtlDays * 86_400_000 });
+  const stopSweeping = sweepResponses(responses, RESPONSES_SWEEP_MS,
+    (err) => log.warn(`expired responses could not be deleted (retried within the hour): ${err instanceof Error ? err.message : String(err)}`));
   let handle: RequestHandler = () => {};
   const listener = createListener((req, res) => handle(req, res), config.server);
-  const handler = createRequestHandler({ config, gateway, providers, breakers, log, accounts, auth, connections: listener, requests, readiness, tracer,
+  const handler = createRequestHandler({ config, gateway, providers, breakers, log, accounts, auth, connections: listener, requests, readiness, tracer, responses,
     // With METRICS_PORT set the scrapes go there, and the main port's /metrics is 404.
     metrics: config.metrics.port === undefined ? metricsRoute : undefined });
   handle = handler.handle;
@@ -130,6 +136,7 @@ export async function startApp(config: Config, baseLog: Logger, options: AppOpti
     await metricsServer?.close();
     process.off("exit", flushOnExit);
     stopReadiness();
+    stopSweeping();
     db.close();
     await tracer.shutdown();
     throw err;
@@ -184,6 +191,7 @@ export async function startApp(config: Config, baseLog: Logger, options: AppOpti
     await providers.close();
     process.off("exit", flushOnExit);
     stopReadiness();
+    stopSweeping();
     usage.close();
     db.close();
     // The spans of the last requests, ended during the drain.

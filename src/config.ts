@@ -110,6 +110,8 @@ export interface Config {
   readonly workers: number;
   /** Usage rows held in memory while the database refuses writes, before chats are refused. */
   readonly usageBufferRows: number;
+  /** RESPONSES_TTL_DAYS: how long a stored Responses API response is kept (OpenAI keeps them 30 days). */
+  readonly responsesTtlDays: number;
   readonly server: ServerLimits;
 }
 
@@ -162,8 +164,16 @@ export function loadConfig(env: Env = process.env): Config {
     recordUsage: onOff(merged, "USAGE_RECORDING", true),
     workers: Math.max(1, integer(merged, "WORKERS", 1)),
     usageBufferRows: integer(merged, "USAGE_BUFFER_ROWS", 10_000),
+    responsesTtlDays: responsesTtlDays(merged),
     server: serverLimits(merged),
   });
+}
+
+/** Whole days from 1 to 36500 (a century): a bound, so digits typed twice stop the gateway at start. */
+function responsesTtlDays(env: Env): number {
+  const days = positive(env, "RESPONSES_TTL_DAYS", 30);
+  if (days > 36_500) throw new Error(`RESPONSES_TTL_DAYS must be a whole number of days from 1 to 36500, got ${env.RESPONSES_TTL_DAYS}`);
+  return days;
 }
 
 /**

@@ -2,11 +2,12 @@ import { GatewayError } from "../errors.js";
 import type { Observer } from "../observe/observer.js";
 import type { UsageStore } from "../storage/usage.js";
 import type { Authenticator, Principal } from "./auth.js";
-import type { Catalog, CatalogModel } from "./catalog.js";
+import type { CoreCall } from "./call.js";
+import type { Catalog, CatalogModel, ModelKind } from "./catalog.js";
 import { validateChat, type ChatCall } from "./chat-request.js";
 import type { RateLimitSnapshot } from "./limiter.js";
 import type { RequestMeter } from "./metering.js";
-import type { PriceBook } from "./pricing.js";
+import type { PriceBook, TokenCounts } from "./pricing.js";
 import type { Quota } from "./quota.js";
 import { completionReserve, estimatePromptTokens } from "./tokens.js";
 
@@ -33,40 +34,69 @@ export interface Admitted {
 }
 
 /**
- * The checks every front door's chat goes through, once, in this order:
- * the usage store (503 usage_store_unavailable: a chat that could not be
+ * What differs between the requests admission takes (a chat, embeddings):
+ * everything else about admitting them is the same, and exists once.
+ */
+export interface AdmissionTerms {
+  /** The kind of model the request needs; a model of the other kind is a 400 naming the door that serves it. */
+  readonly kind: ModelKind;
+  /** The request's shape (400), checked before its model is looked up, so a malformed request is a 400 even for an unknown model. */
+  validate(): void;
+  /**
+   * The worst case the request may cost on this model, reserved against the
+   * rate limits and the budget until it settles; throws invalid_request when
+   * the request does not fit the model (an embedding size it does not make).
+   */
+  reserve(model: CatalogModel): TokenCounts;
+}
+
+/** A chat's terms: its body validated, and its prompt estimate plus every token max_tokens allows reserved. */
+export function chatTerms(call: Pick<ChatCall, "model" | "body">): AdmissionTerms {
+  return {
+    kind: "chat",
+    validate: () => validateChat(call.model, call.body),
+    reserve: () => ({ promptTokens: estimatePromptTokens(call.body), completionTokens: completionReserve(call.body) }),
+  };
+}
+
+/** Why a model of the wrong kind cannot serve the request, and where to send it instead. */
+function wrongKind(model: CatalogModel, wanted: ModelKind): GatewayError {
+  const message = wanted === "chat"
+    ? `'${model.id}' is an embedding model: it does not chat. Send it to POST /v1/embeddings (the Embed RPC), or pick a chat model from GET /v1/models`
+    : `'${model.id}' is a chat model: it does not make embeddings. Send it to POST /v1/chat/completions (the Chat RPC), or pick an embedding model (kind "embedding") from GET /v1/models`;
+  return new GatewayError("invalid_request", message, { param: "model" });
+}
+
+/**
+ * The checks every front door's request goes through, once, in this order:
+ * the usage store (503 usage_store_unavailable: a request that could not be
  * billed is not started; such a refusal has no row, it is counted), the key
- * (401), the request's shape (400), the model (404), the rate limits (429
- * rate_limit_exceeded) and the budget (429 insufficient_quota). What is
- * learnt on the way goes on the request's meter, so a refused request is
- * recorded with as much as is known.
+ * (401), the request's shape (400), the model (404) and its kind (400), the
+ * rate limits (429 rate_limit_exceeded) and the budget (429
+ * insufficient_quota). What is learnt on the way goes on the request's
+ * meter, so a refused request is recorded with as much as is known.
  */
 export function createAdmission({ catalog, prices, auth, quota, usage, observer }: AdmissionDeps) {
   return {
-    async admit(call: ChatCall, meter: RequestMeter): Promise<Admitted> {
+    async admit(call: Pick<CoreCall, "model" | "authorization" | "principal">, terms: AdmissionTerms, meter: RequestMeter): Promise<Admitted> {
       if (!usage.available()) {
         meter.discard();
         usage.countUnrecorded();
         throw new GatewayError("usage_store_unavailable",
-          "the gateway cannot record usage right now (its database refuses writes), so it accepts no new chat request; retry later");
+          "the gateway cannot record usage right now (its database refuses writes), so it accepts no new request; retry later");
       }
       const principal = call.principal ?? auth.authenticate(call.authorization, "client");
       meter.principal = principal;
-      validateChat(call.model, call.body);
+      terms.validate();
       const { model } = catalog.resolve(call.model);
-      if (model.kind !== "chat") {
-        throw new GatewayError("invalid_request",
-          `'${model.id}' is an embedding model: it does not chat. Send it to POST /v1/embeddings (the Embed RPC), or pick a chat model from GET /v1/models`, { param: "model" });
-      }
+      if (model.kind !== terms.kind) throw wrongKind(model, terms.kind);
       meter.model = model;
       meter.provider = model.provider;
       meter.upstreamModel = model.upstreamId;
-      // Reserve the worst case: the prompt estimate plus every token max_tokens allows.
-      const promptTokens = estimatePromptTokens(call.body);
-      const completionTokens = completionReserve(call.body);
+      const reserved = terms.reserve(model);
       let ticket;
       try {
-        ticket = await quota.take(principal, promptTokens + completionTokens, prices.picoOf(model, { promptTokens, completionTokens }));
+        ticket = await quota.take(principal, reserved.promptTokens + reserved.completionTokens, prices.picoOf(model, reserved));
       } catch (err) {
         if (err instanceof GatewayError && err.refusal) observer.limiterRefused(err.refusal.dimension, err.refusal.scope);
         throw err;

@@ -21,6 +21,11 @@ export interface EmbeddingSpec {
   readonly maxBatch: number;
   /** Tokens per input. */
   readonly maxInputTokens: number;
+  /**
+   * Takes inputs as arrays of token ids (OpenAI's own embedding models do);
+   * DashScope's take text only, so token arrays sent to them are a 400.
+   */
+  readonly tokenInput: boolean;
 }
 
 /** A provider that serves a model, and its id for it there. */
@@ -59,7 +64,7 @@ export interface CatalogRow {
   thinking: string;
   /** "chat" when absent. */
   kind?: string;
-  embedding?: { dimensions: number[]; default_dimensions: number; max_batch: number; max_input_tokens: number };
+  embedding?: { dimensions: number[]; default_dimensions: number; max_batch: number; max_input_tokens: number; token_input?: boolean };
   source?: string;
 }
 
@@ -152,6 +157,7 @@ function toModel(row: CatalogRow, extra: RouteRows[string]): CatalogModel {
     kind,
     embedding: e && Object.freeze({
       dimensions: Object.freeze([...e.dimensions]), defaultDimensions: e.default_dimensions, maxBatch: e.max_batch, maxInputTokens: e.max_input_tokens,
+      tokenInput: e.token_input ?? false,
     }),
   });
 }

@@ -9,13 +9,16 @@ import { asGatewayError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { ProviderSet, Route } from "../providers/provider-set.js";
 import type { Operation, UsageStore } from "../storage/usage.js";
-import { createAdmission, type Admitted, type AdmissionDeps } from "./admission.js";
+import { chatTerms, createAdmission, type Admitted, type AdmissionDeps, type AdmissionTerms } from "./admission.js";
 import { CompletionAggregator } from "./aggregate.js";
 import type { Principal } from "./auth.js";
+import type { CoreCall } from "./call.js";
 import type { Catalog, CatalogModel } from "./catalog.js";
 import type { ChatBody, ChatCall } from "./chat-request.js";
 import { trackChunks, type StreamEnd } from "./chat-stream.js";
 import type { BreakerState } from "./circuit-breaker.js";
+import type { EmbedCall } from "./embed-request.js";
+import { embed, type EmbedResult } from "./embedding.js";
 import type { FailoverDeps } from "./failover.js";
 import { observedFailover, type ObservedAttempt, type UpstreamHeaders } from "./observed-failover.js";
 import type { RateLimitSnapshot } from "./limiter.js";
@@ -80,6 +83,12 @@ export interface Gateway {
    * ends, or throws, after the row is committed.
    */
   stream(call: ChatCall): Promise<ChatStream>;
+  /**
+   * Embeddings for every input, in order, however many upstream batches
+   * they take (core/embedding.ts); resolves, or rejects, only once the
+   * request's one usage row is committed.
+   */
+  embed(call: EmbedCall): Promise<EmbedResult>;
   /** A client key's principal, for the calls that are not chats (model lists, prices). */
   authenticate(authorization: string | null | undefined): Principal;
   /**
@@ -115,8 +124,8 @@ export function createGateway(deps: GatewayDeps): Gateway {
   const admission = createAdmission(deps);
   const transformsLogged = new Set<string>();
 
-  const admit = async (call: ChatCall, meter: RequestMeter): Promise<{ admitted: Admitted; routes: Route[] }> => {
-    const admitted = await admission.admit(call, meter);
+  const admit = async (call: CoreCall, terms: AdmissionTerms, meter: RequestMeter): Promise<{ admitted: Admitted; routes: Route[] }> => {
+    const admitted = await admission.admit(call, terms, meter);
     try {
       const routes = providers.routes(admitted.model);
       // Each mapping is logged at info the first time it is seen, then at debug:
@@ -215,16 +224,17 @@ export function createGateway(deps: GatewayDeps): Gateway {
     };
   };
 
-  const failover = <T>(call: ChatCall, meter: RequestMeter, routes: Route[], attempt: ObservedAttempt<T>) =>
+  const failover = <T>(call: CoreCall, meter: RequestMeter, routes: Route[], attempt: ObservedAttempt<T>) =>
     observedFailover(call, meter, routes, { failover: deps.failover, observer }, attempt);
 
   /**
-   * One chat request: a meter, admission, then `work`. A failure the work
-   * has not already recorded (a stream records its own end) is recorded
-   * here, so every path leaves exactly one usage row, and it is thrown only
-   * once the row is committed: commit before answer, on every path.
+   * One request (a chat, embeddings): a meter, admission on `terms`, then
+   * `work`. A failure the work has not already recorded (a stream records
+   * its own end) is recorded here, so every path leaves exactly one usage
+   * row, and it is thrown only once the row is committed: commit before
+   * answer, on every path.
    */
-  const metered = async <T>(call: ChatCall, streamed: boolean, work: (meter: RequestMeter, entry: { admitted: Admitted; routes: Route[] }) => Promise<T>): Promise<T> => {
+  const metered = async <T>(call: CoreCall, terms: AdmissionTerms, streamed: boolean, work: (meter: RequestMeter, entry: { admitted: Admitted; routes: Route[] }) => Promise<T>): Promise<T> => {
     const operation = call.operation ?? "chat";
     const meter = new RequestMeter(usage, log, observer, { protocol: call.protocol, model: call.model, telemetry: call.telemetry, streamed, operation });
     const trace = call.telemetry?.trace;
@@ -234,7 +244,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
     }
     let admitted: Admitted | undefined;
     try {
-      const entry = await admit(call, meter);
+      const entry = await admit(call, terms, meter);
       admitted = entry.admitted;
       return await work(meter, entry);
     } catch (err) {
@@ -263,7 +273,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
       await usage.committed();
     },
 
-    complete: (call) => metered(call, false, async (meter, { admitted, routes }) => {
+    complete: (call) => metered(call, chatTerms(call), false, async (meter, { admitted, routes }) => {
       const model = admitted.model;
       const won = await failover(call, meter, routes, async (route, signal, headers): Promise<{ opened: Opened } | { completion: ChatCompletion }> => {
         const plan = planUpstream(model, call.body, false, route.client.provider.row.dialect);
@@ -293,10 +303,17 @@ export function createGateway(deps: GatewayDeps): Gateway {
       return { completion: completion.usage ? completion : { ...completion, usage: raw }, outcome, rateLimit: admitted.rateLimit };
     }),
 
-    stream: (call) => metered(call, true, async (meter, { admitted, routes }) => {
+    stream: (call) => metered(call, chatTerms(call), true, async (meter, { admitted, routes }) => {
       const won = await failover(call, meter, routes, (route, signal, headers) =>
         openUpstream(route, planUpstream(admitted.model, call.body, true, route.client.provider.row.dialect).body, signal, headers));
       return chatStream(call, meter, admitted, won.route, won.attempts, won.value);
+    }),
+
+    embed: (call) => embed(call, {
+      metered: (c, terms, work) => metered(c, terms, false, work),
+      succeeded: (meter, admitted, tokens, estimated, responseModel) => account(meter, admitted, "ok", tokens, estimated, undefined, undefined, responseModel)!,
+      failover,
+      committed: () => usage.committed(),
     }),
   };
 }

@@ -5,13 +5,14 @@ import type {
   ChatCompletionCreateParamsNonStreaming,
   ChatCompletionCreateParamsStreaming,
 } from "openai/resources/chat/completions";
+import type { EmbeddingCreateParams } from "openai/resources/embeddings";
 import { Agent } from "undici";
 import type { ProviderConfig } from "../config.js";
 import { GatewayError } from "../errors.js";
 import { createRedactor, type Redact } from "./redact.js";
 import { dispatcherFetch } from "./upstream-fetch.js";
 import { classifyUpstreamError, type RetryPolicy } from "./upstream-errors.js";
-import { checkChunk, headerProblem, readCompletion, refuseJsonStream } from "./upstream-wire.js";
+import { checkChunk, headerProblem, readCompletion, readEmbeddings, refuseJsonStream, type UpstreamEmbeddings } from "./upstream-wire.js";
 
 /**
  * One OpenAI-compatible upstream, built from a provider row. The `openai`
@@ -23,6 +24,12 @@ export interface UpstreamClient {
   readonly provider: ProviderConfig;
   /** `headers` go with the upstream request (the trace context). */
   complete(body: ChatCompletionCreateParamsNonStreaming, signal: AbortSignal, headers?: Readonly<Record<string, string>>): Promise<ChatCompletion>;
+  /**
+   * One embeddings request, as floats: `encoding_format` is always "float"
+   * upstream (DashScope supports nothing else; left unset, the SDK would ask
+   * for base64), whatever the client wants written.
+   */
+  embed(body: EmbeddingCreateParams, signal: AbortSignal, headers?: Readonly<Record<string, string>>): Promise<UpstreamEmbeddings>;
   /** Chunks as the upstream sends them; ends only after a clean `[DONE]`-terminated stream. */
   stream(body: ChatCompletionCreateParamsStreaming, signal: AbortSignal, headers?: Readonly<Record<string, string>>): AsyncIterable<ChatCompletionChunk>;
   close(): Promise<void>;
@@ -98,6 +105,19 @@ export function createUpstreamClient(provider: ProviderConfig, policy: RetryPoli
         const response = await sdk.chat.completions.create(body, { signal: a.signal, headers }).asResponse();
         a.answered();
         return await readCompletion(response, provider.row.name, redact);
+      } catch (err) {
+        return a.fail(err);
+      } finally {
+        a.done();
+      }
+    },
+    async embed(body, signal, headers) {
+      const a = attempt(signal);
+      try {
+        // As complete(): the headers end the first-byte phase, the total timer bounds the body.
+        const response = await sdk.embeddings.create({ ...body, encoding_format: "float" }, { signal: a.signal, headers }).asResponse();
+        a.answered();
+        return await readEmbeddings(response, provider.row.name, redact);
       } catch (err) {
         return a.fail(err);
       } finally {

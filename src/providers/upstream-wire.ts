@@ -66,6 +66,41 @@ export async function readCompletion(response: Response, name: string, redact: R
   throw errorShaped(body, name, redact) ?? notACompletion(name);
 }
 
+/** An embeddings answer as the gateway reads it: OpenAI's, with only what it uses checked. */
+export interface UpstreamEmbeddings {
+  readonly data: ReadonlyArray<{ readonly index: number; readonly embedding: readonly number[] }>;
+  readonly model?: string;
+  /** Absent when the upstream sent none; the counts are checked where usage is trusted (core/usage.ts). */
+  readonly usage?: { readonly prompt_tokens?: unknown; readonly total_tokens?: unknown };
+}
+
+function isVector(v: unknown): v is number[] {
+  if (!Array.isArray(v) || v.length === 0) return false;
+  for (const x of v) if (typeof x !== "number" || !Number.isFinite(x)) return false;
+  return true;
+}
+
+/**
+ * A 200's body as embeddings: a `data` array of objects, each with an
+ * integer `index` and a non-empty `embedding` of finite numbers (floats were
+ * asked for, so a base64 string is malformed too). Anything else is the
+ * upstream's failure, never a crash further in.
+ */
+export async function readEmbeddings(response: Response, name: string, redact: Redact): Promise<UpstreamEmbeddings> {
+  const body = await jsonBody(response);
+  if (isObject(body) && Array.isArray(body.data) && (body.usage === undefined || body.usage === null || isObject(body.usage))) {
+    const items = body.data as unknown[];
+    if (items.every((d) => isObject(d) && Number.isInteger(d.index) && isVector(d.embedding))) {
+      return {
+        data: items as UpstreamEmbeddings["data"],
+        ...(typeof body.model === "string" ? { model: body.model } : {}),
+        ...(isObject(body.usage) ? { usage: body.usage } : {}),
+      };
+    }
+  }
+  throw errorShaped(body, name, redact) ?? new GatewayError("upstream_error", `${name} answered with something that is not a list of embeddings`, { retryable: true });
+}
+
 /**
  * A stream was asked for and a 200 came back as JSON, which no event stream
  * is: typically an error sent with 200. Without this the SDK would find no

@@ -1,11 +1,14 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ConnectRouter, type HandlerContext, type Interceptor } from "@connectrpc/connect";
+import type { DescMethod } from "@bufbuild/protobuf";
 import {
   GatewayService,
   ListModelsResponseSchema,
   GetPricingResponseSchema,
   type ChatRequest,
   type ChatResponse,
+  type EmbedRequest,
+  type EmbedResponse,
 } from "../../gen/gatewayz/v1/gateway_pb.js";
 import type { Gateway } from "../core/gateway.js";
 import { rateLimitHeaders } from "../core/limiter.js";
@@ -16,6 +19,10 @@ import type { Logger } from "../log.js";
 import { principalKey, telemetryKey } from "./context.js";
 import { logFailure } from "./failure-log.js";
 import { chatBodyFromProto, deltaFromChunk, doneFromOutcome } from "./proto-chat.js";
+import { embedBodyFromProto, embedResponseOf } from "./proto-embed.js";
+import { protocolOfWire } from "./revoked-chats.js";
+import type { RpcAdapterOptions } from "./rpc-adapter.js";
+import { refusalOf, serviceReachedKey, unaryError, withError } from "./rpc-unary-refusal.js";
 
 /** GatewayService over gRPC, gRPC-Web and Connect: a thin door onto the core. */
 export function registerGatewayService(router: ConnectRouter, gateway: Gateway, log: Logger): void {
@@ -47,6 +54,31 @@ export function registerGatewayService(router: ConnectRouter, gateway: Gateway, 
       }
     },
 
+    async embed(req: EmbedRequest, ctx: HandlerContext): Promise<EmbedResponse> {
+      ctx.values.set(serviceReachedKey, true);
+      const authorization = ctx.requestHeader.get("authorization");
+      const protocol = ctx.protocolName as Protocol;
+      const telemetry = ctx.values.get(telemetryKey);
+      try {
+        let body;
+        try {
+          body = embedBodyFromProto(req);
+        } catch (err) {
+          await gateway.refused({ protocol, model: req.model, authorization, telemetry, operation: "embeddings" }, err);
+          throw err;
+        }
+        const principal = ctx.values.get(principalKey);
+        const result = await gateway.embed({ model: req.model, body, signal: ctx.signal, authorization, principal, protocol, telemetry, operation: "embeddings" });
+        for (const [name, value] of Object.entries(rateLimitHeaders(result.rateLimit))) ctx.responseHeader.set(name, value);
+        ctx.responseHeader.set("x-gatewayz-provider", result.outcome.provider);
+        ctx.responseHeader.set("x-gatewayz-attempts", String(result.outcome.attempts));
+        return embedResponseOf(result);
+      } catch (err) {
+        logFailure(log, `${ctx.protocolName} Embed`, err, telemetry?.requestId);
+        throw asGatewayError(err);
+      }
+    },
+
     listModels(req, ctx) {
       if (!ctx.values.get(principalKey)) gateway.authenticate(ctx.requestHeader.get("authorization"));
       const models = gateway.catalog.models
@@ -54,7 +86,8 @@ export function registerGatewayService(router: ConnectRouter, gateway: Gateway, 
         .map((m) => ({
           id: m.id, provider: m.provider, upstreamId: m.upstreamId, contextWindow: m.contextWindow,
           capabilities: [...m.capabilities], aliases: [...m.aliases], streamingOnly: m.streamingOnly,
-          providers: gateway.servedBy(m),
+          providers: gateway.servedBy(m), kind: m.kind,
+          dimensions: [...(m.embedding?.dimensions ?? [])], defaultDimensions: m.embedding?.defaultDimensions ?? 0,
         }));
       return create(ListModelsResponseSchema, { models });
     },
@@ -97,6 +130,28 @@ export function meterRefusedChats(gateway: Gateway): Interceptor {
       await gateway.refused({ protocol: protocolOf(req.header.get("content-type")), model: "", authorization, telemetry: req.contextValues.get(telemetryKey) }, refusal);
       throw refusal;
     }
+  };
+}
+
+/**
+ * An Embed the framework refused before the service saw it (Connect decodes
+ * a unary request before any interceptor: meterRefusedChats cannot see it)
+ * gets its usage row too, and the same corrected kind a Chat would: the
+ * refusal is read back from the answer, recorded, and the answer rewritten
+ * when its code was misleading.
+ */
+export function meterUnreadEmbeds(gateway: Gateway): NonNullable<RpcAdapterOptions["answering"]> {
+  return (req, wire, method: DescMethod, values, answer) => {
+    if (method !== GatewayService.method.embed || values.get(serviceReachedKey)) return undefined;
+    return (async () => {
+      const { error, response } = await unaryError(answer, wire);
+      const refusal = frameworkRefusal(refusalOf(error));
+      await gateway.refused({
+        protocol: protocolOfWire(wire), model: "", authorization: req.headers.authorization, principal: values.get(principalKey),
+        telemetry: values.get(telemetryKey), operation: "embeddings",
+      }, refusal);
+      return error?.code === refusal.code ? response : withError(response, wire, refusal);
+    })();
   };
 }
 

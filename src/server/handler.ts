@@ -10,9 +10,10 @@ import type { Gateway } from "../core/gateway.js";
 import { GatewayError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { ProviderSet } from "../providers/provider-set.js";
+import type { ResponseStore } from "../storage/responses.js";
 import { registerAdminService } from "./admin-service.js";
 import { createAuthGate, type AuthGate } from "./auth-gate.js";
-import { meterRefusedChats, registerGatewayService } from "./connect-service.js";
+import { meterRefusedChats, meterUnreadEmbeds, registerGatewayService } from "./connect-service.js";
 import { createCors } from "./cors.js";
 import { createHealth } from "./health.js";
 import { sendError, stopUnreadBody, type Req, type Res } from "./http-io.js";
@@ -43,6 +44,8 @@ export interface HandlerDeps {
   readiness: Readiness;
   /** Request spans; NO_TRACER unless OTEL_EXPORTER_OTLP_ENDPOINT is set. */
   tracer: Tracer;
+  /** Stored Responses API responses (previous_response_id, GET /v1/responses/{id}). */
+  responses: ResponseStore;
   /** `GET /metrics` on this port (server/metrics-route.ts); absent with METRICS=off or METRICS_PORT set. */
   metrics?: ((req: Req, res: Res) => boolean) | undefined;
 }
@@ -64,7 +67,7 @@ const PROBES = new Set(["/healthz", "/livez", "/readyz", "/metrics"]);
  * OpenAI shim, except gRPC calls of unknown methods, which get UNIMPLEMENTED.
  */
 export function createRequestHandler(deps: HandlerDeps): Handler {
-  const { config, gateway, providers, breakers, log, accounts, auth, connections, requests, readiness, tracer } = deps;
+  const { config, gateway, providers, breakers, log, accounts, auth, connections, requests, readiness, tracer, responses } = deps;
   const limits = config.server;
   const cors = createCors(config.corsOrigins);
   const health = createHealth(HEALTH_SERVICES, { refresh: () => readiness.refresh() });
@@ -74,7 +77,7 @@ export function createRequestHandler(deps: HandlerDeps): Handler {
   readiness.onChange(followReadiness);
   const probes = createProbes({ readiness, providers, breakers });
   const gate = createAuthGate(auth, limits.authFailuresPerMinute, log);
-  const shim = createOpenAIShim(gateway, gate, { maxBodyBytes: config.maxBodyBytes, maxJsonDepth: limits.maxJsonDepth, sendTimeoutMs: limits.sendTimeoutMs }, log);
+  const shim = createOpenAIShim(gateway, gate, { maxBodyBytes: config.maxBodyBytes, maxJsonDepth: limits.maxJsonDepth, sendTimeoutMs: limits.sendTimeoutMs }, log, responses);
   const rpc = createRpcAdapter({
     routes(router) {
       registerGatewayService(router, gateway, log);
@@ -90,8 +93,10 @@ export function createRequestHandler(deps: HandlerDeps): Handler {
     // extras have their own field, extra_body.
     jsonOptions: { ignoreUnknownFields: false },
     interceptors: [meterRefusedChats(gateway)],
-    refusedAtDoor: (req, wire, method, err) => method === GatewayService.method.chat
-      ? recordRevokedChat(gateway, protocolOfWire(wire), req.headers.authorization, err) : undefined,
+    answering: meterUnreadEmbeds(gateway),
+    refusedAtDoor: (req, wire, method, err) => method === GatewayService.method.chat || method === GatewayService.method.embed
+      ? recordRevokedChat(gateway, protocolOfWire(wire), req.headers.authorization, err, method === GatewayService.method.embed ? "embeddings" : "chat")
+      : undefined,
   });
 
   /** The request's one log line (probes at debug: a load balancer's would drown the rest) and the end of its span. */

@@ -8,9 +8,12 @@ import { formatPricePerMillion } from "../core/money.js";
 import { GatewayError, toOpenAIError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { logFailure } from "./failure-log.js";
+import { embeddings } from "./openai-embeddings.js";
 import type { AuthGate } from "./auth-gate.js";
 import { readJsonBody, sendError, sendJson, stopUnreadBody, type BodyLimits, type Req, type Res } from "./http-io.js";
 import { recordRevokedChat } from "./revoked-chats.js";
+import { createResponsesDoor, responsesRoute } from "./responses-door.js";
+import type { ResponseStore } from "../storage/responses.js";
 import type { RequestScope } from "./requests.js";
 import { SseWriter } from "./sse.js";
 
@@ -30,13 +33,15 @@ interface Door {
 }
 
 /**
- * The OpenAI-compatible front door: `/v1/chat/completions` and `/v1/models`,
+ * The OpenAI-compatible front door: `/v1/chat/completions`, `/v1/embeddings` and `/v1/models`,
  * so the official SDKs work with only `baseURL` changed. It checks the key
  * from the headers, parses, calls the same core as the RPC service, and
  * renders OpenAI's wire shapes.
  */
-export function createOpenAIShim(gateway: Gateway, gate: AuthGate, options: ShimOptions, log: Logger): (req: Req, res: Res, scope: RequestScope) => Promise<void> {
+export function createOpenAIShim(gateway: Gateway, gate: AuthGate, options: ShimOptions, log: Logger,
+  responseStore: ResponseStore): (req: Req, res: Res, scope: RequestScope) => Promise<void> {
   const door: Door = { gateway, gate, options, log };
+  const responses = createResponsesDoor({ gateway, store: responseStore, options, log });
   const models = (res: Res, id: string) => {
     if (!id) {
       sendJson(res, 200, { object: "list", data: gateway.catalog.models.map((m) => modelJson(gateway, m)) });
@@ -62,6 +67,28 @@ export function createOpenAIShim(gateway: Gateway, gate: AuthGate, options: Shim
         }
         bodyRead = true;
         await chatCompletions(door, req, res, scope, principal);
+      } else if (path === "/v1/embeddings") {
+        allow(req, "POST");
+        let principal: Principal;
+        try {
+          principal = gate.check(req, "client");
+        } catch (err) {
+          await recordRevokedChat(gateway, "openai", req.headers.authorization, err, "embeddings");
+          throw err;
+        }
+        bodyRead = true;
+        await embeddings(gateway, options, req, res, scope, principal);
+      } else if (path === "/v1/responses" || path.startsWith("/v1/responses/")) {
+        const route = responsesRoute(req.method, path);
+        let principal: Principal;
+        try {
+          principal = gate.check(req, "client");
+        } catch (err) {
+          if (route.kind === "create") await recordRevokedChat(gateway, "openai", req.headers.authorization, err, "responses");
+          throw err;
+        }
+        bodyRead = route.kind === "create";
+        await responses(route, req, res, scope, principal);
       } else if (path === "/v1/models" || path.startsWith("/v1/models/")) {
         allow(req, "GET");
         gate.check(req, "client");
@@ -174,6 +201,8 @@ function modelJson(gateway: Gateway, m: CatalogModel) {
     capabilities: m.capabilities,
     aliases: m.aliases,
     streaming_only: m.streamingOnly,
+    kind: m.kind,
+    ...(m.embedding ? { dimensions: m.embedding.dimensions, default_dimensions: m.embedding.defaultDimensions } : {}),
     providers: gateway.servedBy(m).map((p) => ({ provider: p.provider, upstream_id: p.upstreamId, state: p.state })),
     pricing: {
       prompt_usd_per_million: formatPricePerMillion(price.promptPico),

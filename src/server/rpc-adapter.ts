@@ -1,6 +1,6 @@
 import type { DescMethod } from "@bufbuild/protobuf";
-import { createConnectRouter, createContextValues, type ConnectRouter, type ConnectRouterOptions } from "@connectrpc/connect";
-import type { UniversalHandler, UniversalServerRequest } from "@connectrpc/connect/protocol";
+import { createConnectRouter, createContextValues, type ConnectRouter, type ConnectRouterOptions, type ContextValues } from "@connectrpc/connect";
+import type { UniversalHandler, UniversalServerRequest, UniversalServerResponse } from "@connectrpc/connect/protocol";
 import { principalKey, telemetryKey } from "./context.js";
 import type { AuthGate } from "./auth-gate.js";
 import { asGatewayError } from "../errors.js";
@@ -22,6 +22,12 @@ export interface RpcAdapterOptions extends ConnectRouterOptions {
    * returns (a usage row's commit) is awaited first, so the answer follows it.
    */
   refusedAtDoor?(req: Req, wire: RpcWire, method: DescMethod, err: unknown): Promise<void> | undefined;
+  /**
+   * Sees each answer before it is written, and may replace it: Connect
+   * answers an unreadable unary request before any interceptor runs
+   * (server/rpc-unary-refusal.ts). What it returns is awaited first.
+   */
+  answering?(req: Req, wire: RpcWire, method: DescMethod, values: ContextValues, answer: UniversalServerResponse): Promise<UniversalServerResponse> | undefined;
 }
 
 export interface RpcAdapter {
@@ -78,6 +84,7 @@ export function createRpcAdapter(options: RpcAdapterOptions): RpcAdapter {
       }
       clampDeadlines(req);
       return handler(universalRequest(req, wire, scope, values))
+        .then((uRes) => options.answering?.(req, wire, handler.method, values, uRes) ?? uRes)
         .then((uRes) => writeRpcResponse(uRes, res, wire, scope, options.sendTimeoutMs))
         .catch(() => {
           // The client went away or the answer could not be written: the

@@ -29,6 +29,19 @@ export class SseWriter {
     return sendChunk(this.res, `data: ${JSON.stringify(data)}\n\n`, this.scope, this.sendTimeoutMs);
   }
 
+  /**
+   * Writes one named event, as the Responses API frames them: an `event:`
+   * line with the name, then the data. A name cannot hold a line break.
+   */
+  event(name: string, data: unknown): Promise<void> | void {
+    return sendChunk(this.res, namedEvent(name, data), this.scope, this.sendTimeoutMs);
+  }
+
+  /** Ends the stream with these named events (none: just ends it), without [DONE], whether or not the client still reads. */
+  endWith(events: ReadonlyArray<{ readonly type: string }> = []): void {
+    endIfOpen(this.res, events.map((e) => namedEvent(e.type, e)).join(""));
+  }
+
   done(): void {
     endIfOpen(this.res, "data: [DONE]\n\n");
   }
@@ -37,4 +50,9 @@ export class SseWriter {
   fail(errorBody: unknown): void {
     endIfOpen(this.res, `data: ${JSON.stringify(errorBody)}\n\n`);
   }
+}
+
+function namedEvent(name: string, data: unknown): string {
+  if (/[\r\n]/.test(name)) throw new Error("an SSE event name cannot hold a line break");
+  return `event: ${name}\ndata: ${JSON.stringify(data)}\n\n`;
 }

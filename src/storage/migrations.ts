@@ -96,9 +96,11 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE usage ADD COLUMN operation TEXT NOT NULL DEFAULT 'chat';
   `,
   // 7: stored Responses API responses (src/storage/responses.ts): the
-  // response object as sent, and the conversation items it continues from,
-  // so previous_response_id works on every provider. Owned by a user;
-  // expires_at is when a sweep deletes it (RESPONSES_TTL_DAYS).
+  // response object as sent, and its whole conversation (the items it
+  // continued from and its input as `input`, its output as `output`), so
+  // previous_response_id works on every provider in one read. item_id is the
+  // item's own id, for item_reference. Owned by a user; expires_at is when a
+  // sweep deletes it (RESPONSES_TTL_DAYS).
   `
   CREATE TABLE responses (
     id TEXT PRIMARY KEY,
@@ -113,8 +115,10 @@ export const MIGRATIONS: readonly string[] = [
     response_id TEXT NOT NULL REFERENCES responses(id) ON DELETE CASCADE,
     seq INTEGER NOT NULL,
     role TEXT NOT NULL CHECK (role IN ('input', 'output')),
+    item_id TEXT NOT NULL,
     item TEXT NOT NULL,
     PRIMARY KEY (response_id, seq)
   );
+  CREATE INDEX response_items_item ON response_items(item_id);
   `,
 ];

@@ -13,6 +13,7 @@ import { createServer } from "node:http";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { randomBytes } from "node:crypto";
+import { serveEmbeddings } from "./fake-embeddings.js";
 
 export interface RecordedRequest {
   method: string;
@@ -525,6 +526,9 @@ export async function startFakeUpstream(
         object: "list",
         data: [...ids].map((id) => ({ id, object: "model", created: 0, owned_by: "system" })),
       });
+    }
+    if (req.method === "POST" && path.endsWith("/embeddings")) {
+      return serveEmbeddings(x, badJson ? undefined : parsed, (model) => queue.shift() ?? overrides.get(model) ?? { kind: "reply" });
     }
     if (!(req.method === "POST" && path.endsWith("/chat/completions"))) {
       return sendJson(res, 404, errorBody(`Invalid URL (${req.method} ${path})`, "invalid_request_error", null));

@@ -11,7 +11,7 @@ import type { JsonObject, Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file gatewayz/v1/gateway.proto.
  */
 export const file_gatewayz_v1_gateway: GenFile = /*@__PURE__*/
-  fileDesc("ChlnYXRld2F5ei92MS9nYXRld2F5LnByb3RvEgtnYXRld2F5ei52MSLVBQoLQ2hhdFJlcXVlc3QSDQoFbW9kZWwYASABKAkSJgoIbWVzc2FnZXMYAiADKAsyFC5nYXRld2F5ei52MS5NZXNzYWdlEhgKC3RlbXBlcmF0dXJlGAMgASgBSACIAQESEgoFdG9wX3AYBCABKAFIAYgBARIXCgptYXhfdG9rZW5zGAUgASgNSAKIAQESDAoEc3RvcBgGIAMoCRIRCgRzZWVkGAcgASgDSAOIAQESHQoQcHJlc2VuY2VfcGVuYWx0eRgIIAEoAUgEiAEBEh4KEWZyZXF1ZW5jeV9wZW5hbHR5GAkgASgBSAWIAQESIAoFdG9vbHMYCiADKAsyES5nYXRld2F5ei52MS5Ub29sEiwKC3Rvb2xfY2hvaWNlGAsgASgLMhcuZ2F0ZXdheXoudjEuVG9vbENob2ljZRI0Cg9yZXNwb25zZV9mb3JtYXQYDCABKAsyGy5nYXRld2F5ei52MS5SZXNwb25zZUZvcm1hdBIMCgR1c2VyGA0gASgJEiAKE3BhcmFsbGVsX3Rvb2xfY2FsbHMYDiABKAhIBogBARIcCg9lbmFibGVfdGhpbmtpbmcYFCABKAhIB4gBARIcCg90aGlua2luZ19idWRnZXQYFSABKA1ICIgBARIaCg1lbmFibGVfc2VhcmNoGBYgASgISAmIAQESKwoKZXh0cmFfYm9keRgeIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3RCDgoMX3RlbXBlcmF0dXJlQggKBl90b3BfcEINCgtfbWF4X3Rva2Vuc0IHCgVfc2VlZEITChFfcHJlc2VuY2VfcGVuYWx0eUIUChJfZnJlcXVlbmN5X3BlbmFsdHlCFgoUX3BhcmFsbGVsX3Rvb2xfY2FsbHNCEgoQX2VuYWJsZV90aGlua2luZ0ISChBfdGhpbmtpbmdfYnVkZ2V0QhAKDl9lbmFibGVfc2VhcmNoIqABCgdNZXNzYWdlEgwKBHJvbGUYASABKAkSDwoHY29udGVudBgCIAEoCRInCgVwYXJ0cxgDIAMoCzIYLmdhdGV3YXl6LnYxLkNvbnRlbnRQYXJ0EgwKBG5hbWUYBCABKAkSKQoKdG9vbF9jYWxscxgFIAMoCzIVLmdhdGV3YXl6LnYxLlRvb2xDYWxsEhQKDHRvb2xfY2FsbF9pZBgGIAEoCSKBAQoLQ29udGVudFBhcnQSDgoEdGV4dBgBIAEoCUgAEioKCWltYWdlX3VybBgCIAEoCzIVLmdhdGV3YXl6LnYxLkltYWdlVXJsSAASLgoLaW5wdXRfYXVkaW8YAyABKAsyFy5nYXRld2F5ei52MS5JbnB1dEF1ZGlvSABCBgoEcGFydCInCghJbWFnZVVybBILCgN1cmwYASABKAkSDgoGZGV0YWlsGAIgASgJIioKCklucHV0QXVkaW8SDAoEZGF0YRgBIAEoCRIOCgZmb3JtYXQYAiABKAkiUQoIVG9vbENhbGwSCgoCaWQYASABKAkSDAoEdHlwZRgCIAEoCRIrCghmdW5jdGlvbhgDIAEoCzIZLmdhdGV3YXl6LnYxLkZ1bmN0aW9uQ2FsbCIvCgxGdW5jdGlvbkNhbGwSDAoEbmFtZRgBIAEoCRIRCglhcmd1bWVudHMYAiABKAkiRwoEVG9vbBIMCgR0eXBlGAEgASgJEjEKCGZ1bmN0aW9uGAIgASgLMh8uZ2F0ZXdheXoudjEuRnVuY3Rpb25EZWZpbml0aW9uIoQBChJGdW5jdGlvbkRlZmluaXRpb24SDAoEbmFtZRgBIAEoCRITCgtkZXNjcmlwdGlvbhgCIAEoCRIrCgpwYXJhbWV0ZXJzGAMgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBITCgZzdHJpY3QYBCABKAhIAIgBAUIJCgdfc3RyaWN0Ij8KClRvb2xDaG9pY2USDgoEbW9kZRgBIAEoCUgAEhcKDWZ1bmN0aW9uX25hbWUYAiABKAlIAEIICgZjaG9pY2UiTAoOUmVzcG9uc2VGb3JtYXQSDAoEdHlwZRgBIAEoCRIsCgtqc29uX3NjaGVtYRgCIAEoCzIXLmdhdGV3YXl6LnYxLkpzb25TY2hlbWEieAoKSnNvblNjaGVtYRIMCgRuYW1lGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEicKBnNjaGVtYRgDIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEwoGc3RyaWN0GAQgASgISACIAQFCCQoHX3N0cmljdCJnCgxDaGF0UmVzcG9uc2USJwoFZGVsdGEYASABKAsyFi5nYXRld2F5ei52MS5DaGF0RGVsdGFIABIlCgRkb25lGAIgASgLMhUuZ2F0ZXdheXoudjEuQ2hhdERvbmVIAEIHCgVldmVudCJnCglDaGF0RGVsdGESDwoHY29udGVudBgBIAEoCRIZChFyZWFzb25pbmdfY29udGVudBgCIAEoCRIuCgp0b29sX2NhbGxzGAMgAygLMhouZ2F0ZXdheXoudjEuVG9vbENhbGxEZWx0YSJZCg1Ub29sQ2FsbERlbHRhEg0KBWluZGV4GAEgASgNEgoKAmlkGAIgASgJEgwKBHR5cGUYAyABKAkSDAoEbmFtZRgEIAEoCRIRCglhcmd1bWVudHMYBSABKAkiuwEKCENoYXREb25lEgoKAmlkGAEgASgJEhUKDWZpbmlzaF9yZWFzb24YAiABKAkSIQoFdXNhZ2UYAyABKAsyEi5nYXRld2F5ei52MS5Vc2FnZRIfCgRjb3N0GAQgASgLMhEuZ2F0ZXdheXoudjEuQ29zdBINCgVtb2RlbBgFIAEoCRIQCghwcm92aWRlchgGIAEoCRIVCg1jYXRhbG9nX21vZGVsGAcgASgJEhAKCGF0dGVtcHRzGAggASgNIoABCgVVc2FnZRIVCg1wcm9tcHRfdG9rZW5zGAEgASgNEhkKEWNvbXBsZXRpb25fdG9rZW5zGAIgASgNEhQKDHRvdGFsX3Rva2VucxgDIAEoDRIVCg1jYWNoZWRfdG9rZW5zGAQgASgNEhgKEHJlYXNvbmluZ190b2tlbnMYBSABKA0iRQoEQ29zdBISCgpwcm9tcHRfdXNkGAEgASgJEhYKDmNvbXBsZXRpb25fdXNkGAIgASgJEhEKCXRvdGFsX3VzZBgDIAEoCSIlChFMaXN0TW9kZWxzUmVxdWVzdBIQCghwcm92aWRlchgBIAEoCSI4ChJMaXN0TW9kZWxzUmVzcG9uc2USIgoGbW9kZWxzGAEgAygLMhIuZ2F0ZXdheXoudjEuTW9kZWwiwAEKBU1vZGVsEgoKAmlkGAEgASgJEhAKCHByb3ZpZGVyGAIgASgJEhMKC3Vwc3RyZWFtX2lkGAMgASgJEhYKDmNvbnRleHRfd2luZG93GAQgASgNEhQKDGNhcGFiaWxpdGllcxgFIAMoCRIPCgdhbGlhc2VzGAYgAygJEhYKDnN0cmVhbWluZ19vbmx5GAcgASgIEi0KCXByb3ZpZGVycxgIIAMoCzIaLmdhdGV3YXl6LnYxLk1vZGVsUHJvdmlkZXIiRQoNTW9kZWxQcm92aWRlchIQCghwcm92aWRlchgBIAEoCRITCgt1cHN0cmVhbV9pZBgCIAEoCRINCgVzdGF0ZRgDIAEoCSIiChFHZXRQcmljaW5nUmVxdWVzdBINCgVtb2RlbBgBIAEoCSI9ChJHZXRQcmljaW5nUmVzcG9uc2USJwoGcHJpY2VzGAEgAygLMhcuZ2F0ZXdheXoudjEuTW9kZWxQcmljZSJ3CgpNb2RlbFByaWNlEg0KBW1vZGVsGAEgASgJEh4KFnByb21wdF91c2RfcGVyX21pbGxpb24YAiABKAkSIgoaY29tcGxldGlvbl91c2RfcGVyX21pbGxpb24YAyABKAkSFgoOY29udGV4dF93aW5kb3cYBCABKA0y7QEKDkdhdGV3YXlTZXJ2aWNlEj0KBENoYXQSGC5nYXRld2F5ei52MS5DaGF0UmVxdWVzdBoZLmdhdGV3YXl6LnYxLkNoYXRSZXNwb25zZTABEk0KCkxpc3RNb2RlbHMSHi5nYXRld2F5ei52MS5MaXN0TW9kZWxzUmVxdWVzdBofLmdhdGV3YXl6LnYxLkxpc3RNb2RlbHNSZXNwb25zZRJNCgpHZXRQcmljaW5nEh4uZ2F0ZXdheXoudjEuR2V0UHJpY2luZ1JlcXVlc3QaHy5nYXRld2F5ei52MS5HZXRQcmljaW5nUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_struct]);
+  fileDesc("ChlnYXRld2F5ei92MS9nYXRld2F5LnByb3RvEgtnYXRld2F5ei52MSLVBQoLQ2hhdFJlcXVlc3QSDQoFbW9kZWwYASABKAkSJgoIbWVzc2FnZXMYAiADKAsyFC5nYXRld2F5ei52MS5NZXNzYWdlEhgKC3RlbXBlcmF0dXJlGAMgASgBSACIAQESEgoFdG9wX3AYBCABKAFIAYgBARIXCgptYXhfdG9rZW5zGAUgASgNSAKIAQESDAoEc3RvcBgGIAMoCRIRCgRzZWVkGAcgASgDSAOIAQESHQoQcHJlc2VuY2VfcGVuYWx0eRgIIAEoAUgEiAEBEh4KEWZyZXF1ZW5jeV9wZW5hbHR5GAkgASgBSAWIAQESIAoFdG9vbHMYCiADKAsyES5nYXRld2F5ei52MS5Ub29sEiwKC3Rvb2xfY2hvaWNlGAsgASgLMhcuZ2F0ZXdheXoudjEuVG9vbENob2ljZRI0Cg9yZXNwb25zZV9mb3JtYXQYDCABKAsyGy5nYXRld2F5ei52MS5SZXNwb25zZUZvcm1hdBIMCgR1c2VyGA0gASgJEiAKE3BhcmFsbGVsX3Rvb2xfY2FsbHMYDiABKAhIBogBARIcCg9lbmFibGVfdGhpbmtpbmcYFCABKAhIB4gBARIcCg90aGlua2luZ19idWRnZXQYFSABKA1ICIgBARIaCg1lbmFibGVfc2VhcmNoGBYgASgISAmIAQESKwoKZXh0cmFfYm9keRgeIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3RCDgoMX3RlbXBlcmF0dXJlQggKBl90b3BfcEINCgtfbWF4X3Rva2Vuc0IHCgVfc2VlZEITChFfcHJlc2VuY2VfcGVuYWx0eUIUChJfZnJlcXVlbmN5X3BlbmFsdHlCFgoUX3BhcmFsbGVsX3Rvb2xfY2FsbHNCEgoQX2VuYWJsZV90aGlua2luZ0ISChBfdGhpbmtpbmdfYnVkZ2V0QhAKDl9lbmFibGVfc2VhcmNoIqABCgdNZXNzYWdlEgwKBHJvbGUYASABKAkSDwoHY29udGVudBgCIAEoCRInCgVwYXJ0cxgDIAMoCzIYLmdhdGV3YXl6LnYxLkNvbnRlbnRQYXJ0EgwKBG5hbWUYBCABKAkSKQoKdG9vbF9jYWxscxgFIAMoCzIVLmdhdGV3YXl6LnYxLlRvb2xDYWxsEhQKDHRvb2xfY2FsbF9pZBgGIAEoCSKBAQoLQ29udGVudFBhcnQSDgoEdGV4dBgBIAEoCUgAEioKCWltYWdlX3VybBgCIAEoCzIVLmdhdGV3YXl6LnYxLkltYWdlVXJsSAASLgoLaW5wdXRfYXVkaW8YAyABKAsyFy5nYXRld2F5ei52MS5JbnB1dEF1ZGlvSABCBgoEcGFydCInCghJbWFnZVVybBILCgN1cmwYASABKAkSDgoGZGV0YWlsGAIgASgJIioKCklucHV0QXVkaW8SDAoEZGF0YRgBIAEoCRIOCgZmb3JtYXQYAiABKAkiUQoIVG9vbENhbGwSCgoCaWQYASABKAkSDAoEdHlwZRgCIAEoCRIrCghmdW5jdGlvbhgDIAEoCzIZLmdhdGV3YXl6LnYxLkZ1bmN0aW9uQ2FsbCIvCgxGdW5jdGlvbkNhbGwSDAoEbmFtZRgBIAEoCRIRCglhcmd1bWVudHMYAiABKAkiRwoEVG9vbBIMCgR0eXBlGAEgASgJEjEKCGZ1bmN0aW9uGAIgASgLMh8uZ2F0ZXdheXoudjEuRnVuY3Rpb25EZWZpbml0aW9uIoQBChJGdW5jdGlvbkRlZmluaXRpb24SDAoEbmFtZRgBIAEoCRITCgtkZXNjcmlwdGlvbhgCIAEoCRIrCgpwYXJhbWV0ZXJzGAMgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBITCgZzdHJpY3QYBCABKAhIAIgBAUIJCgdfc3RyaWN0Ij8KClRvb2xDaG9pY2USDgoEbW9kZRgBIAEoCUgAEhcKDWZ1bmN0aW9uX25hbWUYAiABKAlIAEIICgZjaG9pY2UiTAoOUmVzcG9uc2VGb3JtYXQSDAoEdHlwZRgBIAEoCRIsCgtqc29uX3NjaGVtYRgCIAEoCzIXLmdhdGV3YXl6LnYxLkpzb25TY2hlbWEieAoKSnNvblNjaGVtYRIMCgRuYW1lGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEicKBnNjaGVtYRgDIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEwoGc3RyaWN0GAQgASgISACIAQFCCQoHX3N0cmljdCJnCgxDaGF0UmVzcG9uc2USJwoFZGVsdGEYASABKAsyFi5nYXRld2F5ei52MS5DaGF0RGVsdGFIABIlCgRkb25lGAIgASgLMhUuZ2F0ZXdheXoudjEuQ2hhdERvbmVIAEIHCgVldmVudCJnCglDaGF0RGVsdGESDwoHY29udGVudBgBIAEoCRIZChFyZWFzb25pbmdfY29udGVudBgCIAEoCRIuCgp0b29sX2NhbGxzGAMgAygLMhouZ2F0ZXdheXoudjEuVG9vbENhbGxEZWx0YSJZCg1Ub29sQ2FsbERlbHRhEg0KBWluZGV4GAEgASgNEgoKAmlkGAIgASgJEgwKBHR5cGUYAyABKAkSDAoEbmFtZRgEIAEoCRIRCglhcmd1bWVudHMYBSABKAkiuwEKCENoYXREb25lEgoKAmlkGAEgASgJEhUKDWZpbmlzaF9yZWFzb24YAiABKAkSIQoFdXNhZ2UYAyABKAsyEi5nYXRld2F5ei52MS5Vc2FnZRIfCgRjb3N0GAQgASgLMhEuZ2F0ZXdheXoudjEuQ29zdBINCgVtb2RlbBgFIAEoCRIQCghwcm92aWRlchgGIAEoCRIVCg1jYXRhbG9nX21vZGVsGAcgASgJEhAKCGF0dGVtcHRzGAggASgNIoABCgVVc2FnZRIVCg1wcm9tcHRfdG9rZW5zGAEgASgNEhkKEWNvbXBsZXRpb25fdG9rZW5zGAIgASgNEhQKDHRvdGFsX3Rva2VucxgDIAEoDRIVCg1jYWNoZWRfdG9rZW5zGAQgASgNEhgKEHJlYXNvbmluZ190b2tlbnMYBSABKA0iRQoEQ29zdBISCgpwcm9tcHRfdXNkGAEgASgJEhYKDmNvbXBsZXRpb25fdXNkGAIgASgJEhEKCXRvdGFsX3VzZBgDIAEoCSIlChFMaXN0TW9kZWxzUmVxdWVzdBIQCghwcm92aWRlchgBIAEoCSI4ChJMaXN0TW9kZWxzUmVzcG9uc2USIgoGbW9kZWxzGAEgAygLMhIuZ2F0ZXdheXoudjEuTW9kZWwi/gEKBU1vZGVsEgoKAmlkGAEgASgJEhAKCHByb3ZpZGVyGAIgASgJEhMKC3Vwc3RyZWFtX2lkGAMgASgJEhYKDmNvbnRleHRfd2luZG93GAQgASgNEhQKDGNhcGFiaWxpdGllcxgFIAMoCRIPCgdhbGlhc2VzGAYgAygJEhYKDnN0cmVhbWluZ19vbmx5GAcgASgIEi0KCXByb3ZpZGVycxgIIAMoCzIaLmdhdGV3YXl6LnYxLk1vZGVsUHJvdmlkZXISDAoEa2luZBgJIAEoCRISCgpkaW1lbnNpb25zGAogAygNEhoKEmRlZmF1bHRfZGltZW5zaW9ucxgLIAEoDSJFCg1Nb2RlbFByb3ZpZGVyEhAKCHByb3ZpZGVyGAEgASgJEhMKC3Vwc3RyZWFtX2lkGAIgASgJEg0KBXN0YXRlGAMgASgJIiIKEUdldFByaWNpbmdSZXF1ZXN0Eg0KBW1vZGVsGAEgASgJIj0KEkdldFByaWNpbmdSZXNwb25zZRInCgZwcmljZXMYASADKAsyFy5nYXRld2F5ei52MS5Nb2RlbFByaWNlIncKCk1vZGVsUHJpY2USDQoFbW9kZWwYASABKAkSHgoWcHJvbXB0X3VzZF9wZXJfbWlsbGlvbhgCIAEoCRIiChpjb21wbGV0aW9uX3VzZF9wZXJfbWlsbGlvbhgDIAEoCRIWCg5jb250ZXh0X3dpbmRvdxgEIAEoDSKJAQoMRW1iZWRSZXF1ZXN0Eg0KBW1vZGVsGAEgASgJEg0KBWlucHV0GAIgAygJEiUKBnRva2VucxgDIAMoCzIVLmdhdGV3YXl6LnYxLlRva2VuSWRzEhcKCmRpbWVuc2lvbnMYBCABKA1IAIgBARIMCgR1c2VyGAUgASgJQg0KC19kaW1lbnNpb25zIhcKCFRva2VuSWRzEgsKA2lkcxgBIAMoDSLSAQoNRW1iZWRSZXNwb25zZRIqCgplbWJlZGRpbmdzGAEgAygLMhYuZ2F0ZXdheXoudjEuRW1iZWRkaW5nEg0KBW1vZGVsGAIgASgJEioKBXVzYWdlGAMgASgLMhsuZ2F0ZXdheXoudjEuRW1iZWRkaW5nVXNhZ2USHwoEY29zdBgEIAEoCzIRLmdhdGV3YXl6LnYxLkNvc3QSEAoIcHJvdmlkZXIYBSABKAkSFQoNY2F0YWxvZ19tb2RlbBgGIAEoCRIQCghhdHRlbXB0cxgHIAEoDSIqCglFbWJlZGRpbmcSDQoFaW5kZXgYASABKA0SDgoGdmFsdWVzGAIgAygCIj0KDkVtYmVkZGluZ1VzYWdlEhUKDXByb21wdF90b2tlbnMYASABKA0SFAoMdG90YWxfdG9rZW5zGAIgASgNMq0CCg5HYXRld2F5U2VydmljZRI9CgRDaGF0EhguZ2F0ZXdheXoudjEuQ2hhdFJlcXVlc3QaGS5nYXRld2F5ei52MS5DaGF0UmVzcG9uc2UwARJNCgpMaXN0TW9kZWxzEh4uZ2F0ZXdheXoudjEuTGlzdE1vZGVsc1JlcXVlc3QaHy5nYXRld2F5ei52MS5MaXN0TW9kZWxzUmVzcG9uc2USTQoKR2V0UHJpY2luZxIeLmdhdGV3YXl6LnYxLkdldFByaWNpbmdSZXF1ZXN0Gh8uZ2F0ZXdheXoudjEuR2V0UHJpY2luZ1Jlc3BvbnNlEj4KBUVtYmVkEhkuZ2F0ZXdheXoudjEuRW1iZWRSZXF1ZXN0GhouZ2F0ZXdheXoudjEuRW1iZWRSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_struct]);
 
 /**
  * ChatRequest mirrors OpenAI's chat completion request for the parameters the
@@ -920,7 +920,7 @@ export type Model = Message$1<"gatewayz.v1.Model"> & {
   /**
    * What the model can do: "chat", "vision", "audio", "tools", "json_mode",
    * "reasoning", "thinking_toggle", "search", "code", "math", "translation",
-   * "long_context".
+   * "long_context", "embedding".
    *
    * @generated from field: repeated string capabilities = 5;
    */
@@ -948,6 +948,31 @@ export type Model = Message$1<"gatewayz.v1.Model"> & {
    * @generated from field: repeated gatewayz.v1.ModelProvider providers = 8;
    */
   providers: ModelProvider[];
+
+  /**
+   * What the model is asked for: "chat" (Chat, /v1/chat/completions) or
+   * "embedding" (Embed, /v1/embeddings). A model of one kind refuses the
+   * other's requests with INVALID_ARGUMENT.
+   *
+   * @generated from field: string kind = 9;
+   */
+  kind: string;
+
+  /**
+   * For an embedding model: the vector sizes it can make, one of which
+   * EmbedRequest.dimensions may name. Empty for a chat model.
+   *
+   * @generated from field: repeated uint32 dimensions = 10;
+   */
+  dimensions: number[];
+
+  /**
+   * For an embedding model: the vector size it makes when none is asked for.
+   * 0 for a chat model.
+   *
+   * @generated from field: uint32 default_dimensions = 11;
+   */
+  defaultDimensions: number;
 };
 
 /**
@@ -1078,6 +1103,203 @@ export const ModelPriceSchema: GenMessage<ModelPrice> = /*@__PURE__*/
   messageDesc(file_gatewayz_v1_gateway, 24);
 
 /**
+ * EmbedRequest mirrors OpenAI's embeddings request. Set input or tokens, not
+ * both; in the proto JSON mapping a Connect client can send
+ * {"model": "text-embedding-v4", "input": ["first text", "second text"]}.
+ *
+ * @generated from message gatewayz.v1.EmbedRequest
+ */
+export type EmbedRequest = Message$1<"gatewayz.v1.EmbedRequest"> & {
+  /**
+   * An embedding model's id as the client names it: a catalog id
+   * ("text-embedding-v4"), a provider-prefixed id or an alias.
+   *
+   * @generated from field: string model = 1;
+   */
+  model: string;
+
+  /**
+   * The texts to embed, each non-empty; at most 2048 per request.
+   *
+   * @generated from field: repeated string input = 2;
+   */
+  input: string[];
+
+  /**
+   * Inputs already tokenized, as token ids, for models that take them (none
+   * of DashScope's do: they take text only and refuse these); at most 2048.
+   *
+   * @generated from field: repeated gatewayz.v1.TokenIds tokens = 3;
+   */
+  tokens: TokenIds[];
+
+  /**
+   * The size of the vectors to make; one of the model's Model.dimensions.
+   * Unset means the model's default_dimensions.
+   *
+   * @generated from field: optional uint32 dimensions = 4;
+   */
+  dimensions?: number | undefined;
+
+  /**
+   * An end-user id the client may pass for abuse monitoring upstream.
+   *
+   * @generated from field: string user = 5;
+   */
+  user: string;
+};
+
+/**
+ * Describes the message gatewayz.v1.EmbedRequest.
+ * Use `create(EmbedRequestSchema)` to create a new message.
+ */
+export const EmbedRequestSchema: GenMessage<EmbedRequest> = /*@__PURE__*/
+  messageDesc(file_gatewayz_v1_gateway, 25);
+
+/**
+ * TokenIds is one tokenized input.
+ *
+ * @generated from message gatewayz.v1.TokenIds
+ */
+export type TokenIds = Message$1<"gatewayz.v1.TokenIds"> & {
+  /**
+   * The input's token ids, in order, in the model's own vocabulary; at least one.
+   *
+   * @generated from field: repeated uint32 ids = 1;
+   */
+  ids: number[];
+};
+
+/**
+ * Describes the message gatewayz.v1.TokenIds.
+ * Use `create(TokenIdsSchema)` to create a new message.
+ */
+export const TokenIdsSchema: GenMessage<TokenIds> = /*@__PURE__*/
+  messageDesc(file_gatewayz_v1_gateway, 26);
+
+/**
+ * EmbedResponse holds one embedding per input, with the call's accounting.
+ *
+ * @generated from message gatewayz.v1.EmbedResponse
+ */
+export type EmbedResponse = Message$1<"gatewayz.v1.EmbedResponse"> & {
+  /**
+   * The embeddings, in input order: embeddings[i] is for input i.
+   *
+   * @generated from field: repeated gatewayz.v1.Embedding embeddings = 1;
+   */
+  embeddings: Embedding[];
+
+  /**
+   * The model id the upstream provider answered with.
+   *
+   * @generated from field: string model = 2;
+   */
+  model: string;
+
+  /**
+   * Tokens the inputs amounted to, over every upstream batch.
+   *
+   * @generated from field: gatewayz.v1.EmbeddingUsage usage = 3;
+   */
+  usage?: EmbeddingUsage | undefined;
+
+  /**
+   * What the request cost, priced by the resolved model (input tokens only).
+   *
+   * @generated from field: gatewayz.v1.Cost cost = 4;
+   */
+  cost?: Cost | undefined;
+
+  /**
+   * The provider that served the request, for example "alibaba-cloud".
+   *
+   * @generated from field: string provider = 5;
+   */
+  provider: string;
+
+  /**
+   * The catalog id the client's model name resolved to.
+   *
+   * @generated from field: string catalog_model = 6;
+   */
+  catalogModel: string;
+
+  /**
+   * Upstream attempts the request took, failovers and retries included (1 if
+   * the first provider answered); each attempt sends every batch.
+   *
+   * @generated from field: uint32 attempts = 7;
+   */
+  attempts: number;
+};
+
+/**
+ * Describes the message gatewayz.v1.EmbedResponse.
+ * Use `create(EmbedResponseSchema)` to create a new message.
+ */
+export const EmbedResponseSchema: GenMessage<EmbedResponse> = /*@__PURE__*/
+  messageDesc(file_gatewayz_v1_gateway, 27);
+
+/**
+ * Embedding is one input's vector.
+ *
+ * @generated from message gatewayz.v1.Embedding
+ */
+export type Embedding = Message$1<"gatewayz.v1.Embedding"> & {
+  /**
+   * The input's position in the request, from 0.
+   *
+   * @generated from field: uint32 index = 1;
+   */
+  index: number;
+
+  /**
+   * The vector, as single-precision floats (what OpenAI's base64 encoding
+   * carries too).
+   *
+   * @generated from field: repeated float values = 2;
+   */
+  values: number[];
+};
+
+/**
+ * Describes the message gatewayz.v1.Embedding.
+ * Use `create(EmbeddingSchema)` to create a new message.
+ */
+export const EmbeddingSchema: GenMessage<Embedding> = /*@__PURE__*/
+  messageDesc(file_gatewayz_v1_gateway, 28);
+
+/**
+ * EmbeddingUsage counts the tokens of an embeddings request, as OpenAI
+ * reports them: embeddings generate no tokens.
+ *
+ * @generated from message gatewayz.v1.EmbeddingUsage
+ */
+export type EmbeddingUsage = Message$1<"gatewayz.v1.EmbeddingUsage"> & {
+  /**
+   * Tokens in the inputs.
+   *
+   * @generated from field: uint32 prompt_tokens = 1;
+   */
+  promptTokens: number;
+
+  /**
+   * The same as prompt_tokens.
+   *
+   * @generated from field: uint32 total_tokens = 2;
+   */
+  totalTokens: number;
+};
+
+/**
+ * Describes the message gatewayz.v1.EmbeddingUsage.
+ * Use `create(EmbeddingUsageSchema)` to create a new message.
+ */
+export const EmbeddingUsageSchema: GenMessage<EmbeddingUsage> = /*@__PURE__*/
+  messageDesc(file_gatewayz_v1_gateway, 29);
+
+/**
  * GatewayService is Gatewayz's public API. It is served on one port over gRPC,
  * gRPC-Web and Connect; the OpenAI-compatible JSON shim on the same port calls
  * the same core, so every answer here matches what the shim would return.
@@ -1116,6 +1338,20 @@ export const GatewayService: GenService<{
     methodKind: "unary";
     input: typeof GetPricingRequestSchema;
     output: typeof GetPricingResponseSchema;
+  },
+  /**
+   * Embed turns inputs into embedding vectors with an embedding model (a
+   * model of kind "embedding" in ListModels), one vector per input, in input
+   * order. Inputs beyond the provider's batch limit (10 at DashScope) are
+   * split into several upstream requests and joined, transparently; the call
+   * is limited, charged and recorded as one request, like POST /v1/embeddings.
+   *
+   * @generated from rpc gatewayz.v1.GatewayService.Embed
+   */
+  embed: {
+    methodKind: "unary";
+    input: typeof EmbedRequestSchema;
+    output: typeof EmbedResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_gatewayz_v1_gateway, 0);
