@@ -18,6 +18,9 @@
 //         while they run): 100 ms to the first byte, then 20 chunks 100 ms apart;
 //         non-streaming: the JSON after 2.1 s.
 //
+// POST /embeddings answers EMBED_INPUTS vectors of 1024 floats (bench/paths.ts always sends that
+// many inputs), at once or after the profile's JSON delay.
+//
 // Run alone: `tsx bench/fake-upstream.ts [port] [profile]` (prints the port).
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -92,6 +95,17 @@ function bytes(chunks: number, prompt = 12): Bytes {
 const CHUNKS: Record<Profile, number> = { zero: ZERO_CHUNKS, llm: PACED.llm.chunks, fast: PACED.fast.chunks, slow: PACED.slow.chunks };
 const BYTES: Record<Profile, Bytes> = { zero: bytes(CHUNKS.zero), llm: bytes(CHUNKS.llm), fast: bytes(CHUNKS.fast), slow: bytes(CHUNKS.slow) };
 
+/** Inputs per embeddings request in the benchmark, and the vectors the fake answers with. */
+export const EMBED_INPUTS = 4;
+const EMBEDDINGS = Buffer.from(JSON.stringify({
+  object: "list",
+  data: Array.from({ length: EMBED_INPUTS }, (_, index) => ({
+    object: "embedding", index, embedding: Array.from({ length: 1024 }, (_, i) => Math.fround(Math.sin(index + i) / 32)),
+  })),
+  model: "text-embedding-v4",
+  usage: { prompt_tokens: 8 * EMBED_INPUTS, total_tokens: 8 * EMBED_INPUTS },
+}));
+
 const JSON_HEADERS = (length: number) => ({ "content-type": "application/json", "content-length": String(length) });
 const SSE_HEADERS = { "content-type": "text/event-stream", "cache-control": "no-cache" };
 const STREAM_RE = /"stream"\s*:\s*true/;
@@ -123,7 +137,15 @@ export function createFakeUpstream(initial: Profile = "zero") {
     timer = setTimeout(next, pace.firstByteMs);
   };
 
+  const embeddings = (res: ServerResponse) => {
+    const send = () => { if (!res.destroyed) res.writeHead(200, JSON_HEADERS(EMBEDDINGS.length)).end(EMBEDDINGS); };
+    if (profile === "zero") return send();
+    const t = setTimeout(send, PACED[profile].jsonMs);
+    res.once("close", () => clearTimeout(t));
+  };
+
   const answer = (req: IncomingMessage, res: ServerResponse, text: string) => {
+    if (req.method === "POST" && req.url?.endsWith("/embeddings")) return embeddings(res);
     if (req.method !== "POST" || !req.url?.endsWith("/chat/completions")) {
       res.writeHead(404, JSON_HEADERS(2)).end("{}");
       return;

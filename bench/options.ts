@@ -27,13 +27,13 @@ export interface Options {
   againstLabel: string;
 }
 
-export const USAGE = `usage: npm run bench -- [--quick] [--paths shim,shim-stream,grpc,connect] [--concurrency 1,16,64,256]
+export const USAGE = `usage: npm run bench -- [--quick] [--paths ${PATH_IDS.join(",")}] [--concurrency 1,16,64,256]
                           [--seconds S] [--rounds N] [--profiles zero,llm] [--cold-starts N]
                           [--workers N] [--no-recording] [--no-metrics] [--no-memory-cap]
                           [--against REF [--only-against] [--against-label TEXT]]
 
   --quick         concurrency 1 and 256, 1 s per run: about two minutes
-  --paths         which paths to measure (default: all four)
+  --paths         which paths to measure (default: all of them)
   --concurrency   concurrent connections / callers (default 1,16,64,256)
   --seconds       length of each run, direct and gateway alike (default 2.5; quick 1)
   --rounds        direct/gateway pairs per measurement, interleaved (default 2, at least 2)

@@ -1,11 +1,12 @@
-// The four paths, each as the same load sent straight to the fake upstream ("direct")
+// The paths, each as the same load sent straight to the fake upstream ("direct")
 // and through the gateway. A path has one or two parts: shim streaming adds a TTFB
 // probe to the autocannon run.
+import { EMBED_INPUTS } from "./fake-upstream.js";
 import { autocannonRun, ttfbProbe, type HttpTarget } from "./load-http.js";
 import { grpcChatRun } from "./load-grpc.js";
 import type { LoadResult } from "./stats.js";
 
-export const PATH_IDS = ["shim", "shim-stream", "grpc", "connect"] as const;
+export const PATH_IDS = ["shim", "shim-stream", "grpc", "connect", "responses", "responses-stream", "embeddings"] as const;
 export type PathId = (typeof PATH_IDS)[number];
 
 export const PATH_TITLES: Record<PathId, string> = {
@@ -13,6 +14,9 @@ export const PATH_TITLES: Record<PathId, string> = {
   "shim-stream": "shim streaming",
   grpc: "gRPC Chat (h2c)",
   connect: "Connect Chat",
+  responses: "Responses non-streaming",
+  "responses-stream": "Responses streaming",
+  embeddings: `Embeddings (${EMBED_INPUTS} inputs)`,
 };
 
 type Runner = (concurrency: number, seconds: number) => Promise<LoadResult>;
@@ -63,6 +67,18 @@ export function paths(e: Endpoints): Record<PathId, Part[]> {
 
   const shimStream = viaShim(JSON.stringify({ model: "qwen-max", messages: MESSAGES, stream: true, stream_options: { include_usage: true } }), sseComplete);
   const directStream = direct(upstreamStream, sseComplete);
+  // The Responses door on the same load: its baseline is the chat request it becomes upstream.
+  const viaResponses = (stream: boolean): HttpTarget => ({
+    origin: e.gateway, path: "/v1/responses", headers: { ...JSON_HEADERS, ...auth },
+    body: JSON.stringify({ model: "qwen-max", input: MESSAGES[0]!.content, store: false, ...(stream ? { stream } : {}) }),
+    verify: stream ? (b) => b.includes("event: response.completed\n") : (b) => b.includes('"status":"completed"'),
+  });
+  // Embeddings: the gateway's answer is the upstream's, re-indexed and re-serialised (1024 floats an input).
+  const embedInput = Array.from({ length: EMBED_INPUTS }, (_, i) => `benchmark text number ${i}`);
+  const embedTarget = (origin: string, headers: Record<string, string>): HttpTarget => ({
+    origin, path: "/v1/embeddings", headers, body: JSON.stringify({ model: "text-embedding-v4", input: embedInput, encoding_format: "float" }),
+    verify: (b) => b.startsWith('{"object":"list"') && !b.includes('"error"'),
+  });
   const connect: HttpTarget = {
     origin: e.gateway,
     path: "/gatewayz.v1.GatewayService/Chat",
@@ -87,5 +103,12 @@ export function paths(e: Endpoints): Record<PathId, Part[]> {
     // baseline times the first SSE event with text, not the first byte.
     grpc: [{ kind: "load", direct: (c, s) => ttfbProbe(directStream, c, s, "content"), gateway: (c, s) => grpcChatRun(e.gatewayPort, e.key, c, s) }],
     connect: [{ kind: "load", direct: (c, s) => autocannonRun(directStream, c, s), gateway: (c, s) => autocannonRun(connect, c, s) }],
+    responses: [{ kind: "load", direct: (c, s) => autocannonRun(direct(upstreamJson), c, s), gateway: (c, s) => autocannonRun(viaResponses(false), c, s) }],
+    embeddings: [{
+      kind: "load",
+      direct: (c, s) => autocannonRun(embedTarget(e.fake, JSON_HEADERS), c, s),
+      gateway: (c, s) => autocannonRun(embedTarget(e.gateway, { ...JSON_HEADERS, ...auth }), c, s),
+    }],
+    "responses-stream": [{ kind: "load", direct: (c, s) => autocannonRun(directStream, c, s), gateway: (c, s) => autocannonRun(viaResponses(true), c, s) }],
   };
 }

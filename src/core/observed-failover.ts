@@ -13,11 +13,12 @@ export type UpstreamHeaders = Readonly<Record<string, string>> | undefined;
 export type ObservedAttempt<T> = (route: Route, signal: AbortSignal, headers: UpstreamHeaders) => Promise<T>;
 
 /**
- * withFailover for one request (a chat, embeddings), seen from outside: the meter follows the route
- * being tried; each attempt is timed for the metrics (and a move to another
- * provider counted), and traced as a child span whose context the upstream
- * request carries (traceparent). A failed attempt's span ends with its
- * error; the winner's stays open until the request ends (the meter ends it).
+ * withFailover for one request (a chat, embeddings), seen from outside: the
+ * meter follows the route being tried; each attempt is timed for the metrics
+ * (and a move to another provider counted), and traced as a child span whose
+ * context the upstream request carries (traceparent). A failed attempt's
+ * span ends with its error; the winner's stays open until the request ends
+ * (the meter ends it).
  */
 export function observedFailover<T>(call: Pick<CoreCall, "signal" | "telemetry" | "operation">, meter: RequestMeter, routes: readonly Route[],
   deps: { failover: FailoverDeps; observer: Observer }, attempt: ObservedAttempt<T>): Promise<Succeeded<T>> {

@@ -1,7 +1,7 @@
 import { GatewayError } from "../errors.js";
 import type { StoredItem } from "../storage/responses.js";
 import { newId } from "./ids.js";
-import { array, invalid, missing, object, oneOf, string, unsupported, type Json } from "./invalid.js";
+import { array, invalid, missing, object, oneOf, string, unsupported, wrongType, type Json } from "./invalid.js";
 
 /** Finds a stored item by id for an `item_reference`; undefined when it is not this user's or has expired. */
 export type ItemLookup = (id: string) => StoredItem | undefined;
@@ -19,7 +19,8 @@ export function inputItems(input: unknown, lookup: ItemLookup): StoredItem[] {
   if (typeof input === "string") {
     return [{ id: newId("msg"), type: "message", status: "completed", role: "user", content: [{ type: "input_text", text: input }] }];
   }
-  return array(input, "input").map((raw, i) => inputItem(raw, `input[${i}]`, lookup));
+  if (!Array.isArray(input)) throw wrongType("input", "a string or an array of input items", input);
+  return input.map((raw, i) => inputItem(raw, `input[${i}]`, lookup));
 }
 
 function inputItem(raw: unknown, at: string, lookup: ItemLookup): StoredItem {

@@ -1,6 +1,5 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ConnectRouter, type HandlerContext, type Interceptor } from "@connectrpc/connect";
-import type { DescMethod } from "@bufbuild/protobuf";
 import {
   GatewayService,
   ListModelsResponseSchema,
@@ -141,7 +140,7 @@ export function meterRefusedChats(gateway: Gateway): Interceptor {
  * when its code was misleading.
  */
 export function meterUnreadEmbeds(gateway: Gateway): NonNullable<RpcAdapterOptions["answering"]> {
-  return (req, wire, method: DescMethod, values, answer) => {
+  return (req, wire, method, values, answer) => {
     if (method !== GatewayService.method.embed || values.get(serviceReachedKey)) return undefined;
     return (async () => {
       const { error, response } = await unaryError(answer, wire);

@@ -87,7 +87,8 @@ export function createResponsesDoor({ gateway, store, options, log }: ResponsesD
       });
       const named = (raw as { model?: unknown } | null)?.model;
       if (typeof named === "string") model = named;
-      const parsed = parseResponsesRequest(raw, gateway.catalog.find(model));
+      const found = gateway.catalog.find(model);
+      const parsed = parseResponsesRequest(raw, found);
       const input = conversation(parsed, principal.userId);
       const messages = chatMessages(parsed.instructions, input);
       if (messages.length === 0) throw invalid("input", "input has nothing to send to the model: give at least one message");
@@ -95,8 +96,8 @@ export function createResponsesDoor({ gateway, store, options, log }: ResponsesD
         model, body: { ...parsed.chat, messages } as ChatBody, signal: scope.signal, authorization, principal,
         protocol: "openai", telemetry: scope.telemetry, operation: "responses",
       };
-      const catalogId = gateway.catalog.find(model)?.id ?? model;
-      return { parsed, input, call, shell: shell(catalogId, parsed.previousResponseId, parsed.store, parsed.echo) };
+      // An unknown model is refused by the core (404 model_not_found, with its usage row).
+      return { parsed, input, call, shell: shell(found?.id ?? model, parsed.previousResponseId, parsed.store, parsed.echo) };
     } catch (err) {
       await gateway.refused({ protocol: "openai", model, authorization, principal, telemetry: scope.telemetry, operation: "responses" }, err);
       throw err;
@@ -126,19 +127,18 @@ export function createResponsesDoor({ gateway, store, options, log }: ResponsesD
     const sse = new SseWriter(res, scope, options.sendTimeoutMs);
     sse.open(answerHeaders(chat.rateLimit, chat));
     const machine = new ResponseEvents(s);
-    const send = async (events: ResponseEvent[]) => {
-      for (const e of events) {
-        const wait = sse.event(e.type, e);
-        if (wait) await wait;
-      }
-    };
+    // A chunk's events go out in one write.
+    const send = (events: ResponseEvent[]) => sse.events(events);
     const chunks = chat[Symbol.asyncIterator]();
     let ended = false;
     try {
       // Started before anything else can throw: however it ends now, the core records it.
       let next = await chunks.next();
       await send(machine.start());
-      for (; !next.done; next = await chunks.next()) await send(machine.push(next.value));
+      for (; !next.done; next = await chunks.next()) {
+        const wait = send(machine.push(next.value));
+        if (wait) await wait;
+      }
       ended = true;
       const { events, response } = machine.finish(chat.outcome().rawUsage);
       // Stored before the client hears it is complete, so it can continue from it at once.

@@ -30,11 +30,12 @@ export class SseWriter {
   }
 
   /**
-   * Writes one named event, as the Responses API frames them: an `event:`
-   * line with the name, then the data. A name cannot hold a line break.
+   * Writes named events in one write, as the Responses API frames them: per
+   * event an `event:` line with its `type`, then its data. Waits like send().
    */
-  event(name: string, data: unknown): Promise<void> | void {
-    return sendChunk(this.res, namedEvent(name, data), this.scope, this.sendTimeoutMs);
+  events(events: ReadonlyArray<{ readonly type: string }>): Promise<void> | void {
+    if (events.length === 0) return;
+    return sendChunk(this.res, events.map((e) => namedEvent(e.type, e)).join(""), this.scope, this.sendTimeoutMs);
   }
 
   /** Ends the stream with these named events (none: just ends it), without [DONE], whether or not the client still reads. */

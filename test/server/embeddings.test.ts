@@ -187,6 +187,20 @@ describe("upstream failures and cancels", () => {
     expect(rows()).toMatchObject([{ operation: "embeddings", status: "error", error_kind: "invalid_request" }]);
   });
 
+  it("a batch the provider asks to retry: the attempt is retried with every batch, so one provider makes every vector", async () => {
+    gw.fake.enqueue({ kind: "error", status: 429, headers: { "retry-after-ms": "20" } }, { kind: "reply", firstByteDelayMs: 50 });
+    const input = Array.from({ length: 12 }, (_, i) => `t${i}`);
+    const res = await client.embeddings.create({ model: MODEL, input, encoding_format: "float" }).withResponse();
+    expect(res.data.data.map((d) => d.embedding)).toEqual(input.map((t) => fakeEmbedding(t)));
+    expect(res.response.headers.get("x-gatewayz-attempts")).toBe("2");
+    // The failed attempt's other batch was aborted, then both went again.
+    await gw.fake.waitForAbort(1000);
+    expect(gw.fake.requests.filter((r) => r.aborted)).toHaveLength(1);
+    expect(gw.fake.requests.slice(2).map((r) => r.body.input.length).sort((a, b) => a - b)).toEqual([2, 10]);
+    const tokens = input.reduce((n, t) => n + fakeTokens(t), 0);
+    expect(rows()).toMatchObject([{ operation: "embeddings", status: "ok", attempts: 2, prompt_tokens: tokens }]);
+  });
+
   it("a client cancel aborts the upstream request", async () => {
     gw.fake.enqueue({ kind: "hang" });
     const ac = new AbortController();

@@ -311,6 +311,9 @@ describe("ListModels and GetPricing over gRPC", () => {
         capabilities: row.capabilities,
         aliases: row.aliases,
         streaming_only: row.streaming_only,
+        kind: "kind" in row ? row.kind : "chat",
+        dimensions: "embedding" in row ? row.embedding?.dimensions : [],
+        default_dimensions: "embedding" in row ? row.embedding?.default_dimensions : 0,
         // Only Alibaba Cloud is configured on this gateway, so it alone can serve.
         providers: [{ provider: "alibaba-cloud", upstream_id: row.upstream_id, state: "closed" }],
       });

@@ -4,7 +4,7 @@
 // response.completed), rate limits and budgets as on chat, a client cancel
 // aborting the upstream, and one usage row per request with operation "responses".
 
-import OpenAI, { RateLimitError } from "openai";
+import OpenAI, { APIError, RateLimitError } from "openai";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { KeyOptions } from "../../src/core/accounts.js";
 import { startTestGateway, type TestGateway } from "../support/gateway.js";
@@ -38,6 +38,9 @@ async function frames(res: Response): Promise<Array<{ type: string; [k: string]:
   const text = await res.text();
   return text.trim().split("\n\n").map((f) => JSON.parse(f.split("\n")[1]!.slice("data: ".length)));
 }
+
+/** The error a call fails with (the test fails if it succeeds). */
+const failure = <E = APIError>(p: Promise<unknown>): Promise<E> => p.then(() => { throw new Error("expected the call to fail"); }, (e: unknown) => e as E);
 
 const newKey = (limits: Partial<KeyOptions>) => gw.app.accounts.createKey({ user: `responses-limits-${++users}`, name: "k", ...limits }).key;
 const sdk = (key: string) => new OpenAI({ apiKey: key, baseURL: `${gw.url}/v1`, maxRetries: 0 });
@@ -82,7 +85,7 @@ describe("bad requests", () => {
 
   it("built-in tools and OpenAI-only options are a 400 naming them", async () => {
     const named = async (body: Record<string, unknown>, param: string, words: string) => {
-      const err = await client.responses.create({ model: "qwen-max", input: "x", ...body } as never).catch((e: unknown) => e as OpenAI.APIError);
+      const err = await failure(client.responses.create({ model: "qwen-max", input: "x", ...body } as never));
       expect(err).toBeInstanceOf(OpenAI.BadRequestError);
       expect(err.param).toBe(param);
       expect(err.message).toContain(words);
@@ -114,7 +117,7 @@ describe("bad requests", () => {
 describe("failures", () => {
   it("an upstream error before the first byte is a plain HTTP error, as with OpenAI", async () => {
     gw.fake.enqueue({ kind: "error", status: 500 });
-    const err = await client.responses.create({ model: "qwen-max", input: "x", stream: true }).catch((e: unknown) => e as OpenAI.APIError);
+    const err = await failure(client.responses.create({ model: "qwen-max", input: "x", stream: true }));
     expect(err.status).toBe(502);
     expect(rows()).toMatchObject([{ operation: "responses", status: "error" }]);
   });
@@ -183,7 +186,7 @@ describe("usage, limits and budgets", () => {
     const { response } = await c.responses.create({ model: "qwen-max", input: "x" }).withResponse();
     expect(response.headers.get("x-ratelimit-limit-requests")).toBe("1");
     expect(response.headers.get("x-ratelimit-remaining-requests")).toBe("0");
-    const err = await c.responses.create({ model: "qwen-max", input: "x", stream: true }).catch((e: unknown) => e as RateLimitError);
+    const err = await failure<RateLimitError>(c.responses.create({ model: "qwen-max", input: "x", stream: true }));
     expect(err).toBeInstanceOf(RateLimitError);
     expect(err.code).toBe("rate_limit_exceeded");
     expect(Number(err.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
@@ -194,7 +197,7 @@ describe("usage, limits and budgets", () => {
     const c = sdk(newKey({ budgetUsd: "0.000001" }));
     gw.fake.enqueue({ kind: "reply", usage: { prompt_tokens: 100, completion_tokens: 100 } });
     await c.responses.create({ model: "qwen-plus", input: "x" });
-    const err = await c.responses.create({ model: "qwen-plus", input: "x" }).catch((e: unknown) => e as RateLimitError);
+    const err = await failure<RateLimitError>(c.responses.create({ model: "qwen-plus", input: "x" }));
     expect(err).toBeInstanceOf(RateLimitError);
     expect(err.code).toBe("insufficient_quota");
     expect(err.message).toMatch(/budget of \$0\.000001 is used up/);

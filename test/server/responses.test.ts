@@ -243,6 +243,6 @@ describe("reasoning", () => {
     expect(upstream()).not.toHaveProperty("enable_thinking");
     const err = await client.responses.create({ model: "qwen-max", input: "x", reasoning: { effort: "high" } }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(OpenAI.BadRequestError);
-    expect((err as OpenAI.APIError).param).toBe("reasoning.effort");
+    expect((err as InstanceType<typeof OpenAI.APIError>).param).toBe("reasoning.effort");
   });
 });

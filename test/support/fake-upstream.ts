@@ -4,7 +4,8 @@
  * Tests point the real gateway's provider base URL at `fake.baseUrl`. The fake speaks the
  * chat-completions wire format the way OpenAI / DashScope do (JSON bodies, SSE streams ending
  * in `data: [DONE]`, usage only when asked for), enforces DashScope's quirks so tests can prove
- * the gateway hides them, and can fail on demand (errors, hangs, broken streams).
+ * the gateway hides them, and can fail on demand (errors, hangs, broken streams). `POST /embeddings`
+ * is served by test/support/fake-embeddings.ts, with the same queue of behaviours.
  *
  * Bare `node:http` on purpose: a framework could add headers, buffering or error pages that
  * the real upstream would never produce.
