@@ -67,10 +67,11 @@ export function paths(e: Endpoints): Record<PathId, Part[]> {
 
   const shimStream = viaShim(JSON.stringify({ model: "qwen-max", messages: MESSAGES, stream: true, stream_options: { include_usage: true } }), sseComplete);
   const directStream = direct(upstreamStream, sseComplete);
-  // The Responses door on the same load: its baseline is the chat request it becomes upstream.
+  // The Responses door on the same load, stored as by default (one more SQLite row a request): its
+  // baseline is the chat request it becomes upstream.
   const viaResponses = (stream: boolean): HttpTarget => ({
     origin: e.gateway, path: "/v1/responses", headers: { ...JSON_HEADERS, ...auth },
-    body: JSON.stringify({ model: "qwen-max", input: MESSAGES[0]!.content, store: false, ...(stream ? { stream } : {}) }),
+    body: JSON.stringify({ model: "qwen-max", input: MESSAGES[0]!.content, ...(stream ? { stream } : {}) }),
     verify: stream ? (b) => b.includes("event: response.completed\n") : (b) => b.includes('"status":"completed"'),
   });
   // Embeddings: the gateway's answer is the upstream's, re-indexed and re-serialised (1024 floats an input).

@@ -93,7 +93,7 @@ export class ResponseEvents {
     let open = this.open;
     if (open?.kind !== "reasoning") {
       this.close(out, "completed");
-      open = this.open = { kind: "reasoning", index: this.output.length, id: newId("rs"), text: "" };
+      open = this.open = { kind: "reasoning", index: this.output.length, id: this.shell.itemId("rs"), text: "" };
       out.push(this.event("response.output_item.added", { output_index: open.index, item: { id: open.id, type: "reasoning", summary: [] } }));
       out.push(this.event("response.reasoning_summary_part.added", {
         item_id: open.id, output_index: open.index, summary_index: 0, part: { type: "summary_text", text: "" },
@@ -111,7 +111,7 @@ export class ResponseEvents {
 
   private openMessage(out: ResponseEvent[]): Extract<Open, { kind: "message" }> {
     this.close(out, "completed");
-    const open = (this.open = { kind: "message", index: this.output.length, id: newId("msg"), text: "" });
+    const open = (this.open = { kind: "message", index: this.output.length, id: this.shell.itemId("msg"), text: "" });
     out.push(this.event("response.output_item.added", {
       output_index: open.index, item: { id: open.id, type: "message", status: "in_progress", role: "assistant", content: [] },
     }));
@@ -125,7 +125,7 @@ export class ResponseEvents {
     let call = this.calls.get(t.index);
     if (!call) {
       this.close(out, "completed");
-      call = { kind: "call", index: this.output.length, id: newId("fc"), callId: t.id || newId("call"), name: t.function?.name ?? "", args: "" };
+      call = { kind: "call", index: this.output.length, id: this.shell.itemId("fc"), callId: t.id || newId("call"), name: t.function?.name ?? "", args: "" };
       this.calls.set(t.index, call);
       this.open = call;
       // Arguments always start empty here: clients append every delta to what output_item.added gave.

@@ -1,6 +1,6 @@
 import { GatewayError } from "../errors.js";
 import type { StoredItem } from "../storage/responses.js";
-import { newId } from "./ids.js";
+import type { IdPrefix } from "./ids.js";
 import { array, invalid, missing, object, oneOf, string, unsupported, wrongType, type Json } from "./invalid.js";
 
 /** Finds a stored item by id for an `item_reference`; undefined when it is not this user's or has expired. */
@@ -15,15 +15,15 @@ const ROLES = ["user", "assistant", "system", "developer"] as const;
  * response produced (messages, function calls, reasoning) are accepted back
  * as they were sent, as the SDKs replay them.
  */
-export function inputItems(input: unknown, lookup: ItemLookup): StoredItem[] {
+export function inputItems(input: unknown, lookup: ItemLookup, newId: (prefix: IdPrefix) => string): StoredItem[] {
   if (typeof input === "string") {
     return [{ id: newId("msg"), type: "message", status: "completed", role: "user", content: [{ type: "input_text", text: input }] }];
   }
   if (!Array.isArray(input)) throw wrongType("input", "a string or an array of input items", input);
-  return input.map((raw, i) => inputItem(raw, `input[${i}]`, lookup));
+  return input.map((raw, i) => inputItem(raw, `input[${i}]`, lookup, newId));
 }
 
-function inputItem(raw: unknown, at: string, lookup: ItemLookup): StoredItem {
+function inputItem(raw: unknown, at: string, lookup: ItemLookup, newId: (prefix: IdPrefix) => string): StoredItem {
   const item = object(raw, at);
   // EasyInputMessage: a role and content without a type.
   if (item.type == null && item.role === undefined) throw missing(`${at}.type`);

@@ -1,7 +1,7 @@
 import type { ChatCompletion } from "openai/resources/chat/completions";
 import type { CompletionUsage } from "openai/resources/completions";
 import type { StoredItem } from "../storage/responses.js";
-import { newId } from "./ids.js";
+import { itemIds, newId, type IdPrefix } from "./ids.js";
 import type { Json } from "./invalid.js";
 
 /** A Response object as OpenAI sends it (`object: "response"`). */
@@ -16,10 +16,13 @@ export interface ResponseShell {
   readonly previousResponseId: string | undefined;
   readonly store: boolean;
   readonly echo: Json;
+  /** The next id for an item of this response (responses/ids.ts). */
+  readonly itemId: (prefix: IdPrefix) => string;
 }
 
 export function shell(model: string, previousResponseId: string | undefined, store: boolean, echo: Json): ResponseShell {
-  return { id: newId("resp"), createdAt: Math.floor(Date.now() / 1000), model, previousResponseId, store, echo };
+  const id = newId("resp");
+  return { id, createdAt: Math.floor(Date.now() / 1000), model, previousResponseId, store, echo, itemId: itemIds(id) };
 }
 
 /** The Response at a given status; `usage` null until it is known, as in OpenAI's response.created. */
@@ -74,27 +77,27 @@ export const functionCallItem = (id: string, callId: string, name: string, args:
  * reasoning, the message, then each function call. A turn of calls alone
  * has no message; a turn with nothing at all has an empty one.
  */
-export function outputOf(completion: ChatCompletion): { output: StoredItem[]; finishReason: string | null } {
+export function outputOf(completion: ChatCompletion, newItemId: (prefix: IdPrefix) => string): { output: StoredItem[]; finishReason: string | null } {
   const choice = completion.choices[0];
   const message = choice?.message as (ChatCompletion.Choice["message"] & { reasoning_content?: string | null; reasoning?: string | null }) | undefined;
   const { status } = statusOf(choice?.finish_reason);
   const itemStatus = status === "completed" ? "completed" : "incomplete";
   const output: StoredItem[] = [];
   const reasoning = message?.reasoning_content ?? message?.reasoning;
-  if (typeof reasoning === "string" && reasoning !== "") output.push(reasoningItem(newId("rs"), reasoning));
+  if (typeof reasoning === "string" && reasoning !== "") output.push(reasoningItem(newItemId("rs"), reasoning));
   const calls = (message?.tool_calls ?? []).filter((c) => c.type === "function");
   const text = message?.content ?? "";
-  if (text !== "" || calls.length === 0) output.push(messageItem(newId("msg"), text, itemStatus));
+  if (text !== "" || calls.length === 0) output.push(messageItem(newItemId("msg"), text, itemStatus));
   for (const c of calls) {
     if (c.type !== "function") continue;
-    output.push(functionCallItem(newId("fc"), c.id || newId("call"), c.function.name, c.function.arguments, itemStatus));
+    output.push(functionCallItem(newItemId("fc"), c.id || newId("call"), c.function.name, c.function.arguments, itemStatus));
   }
   return { output, finishReason: choice?.finish_reason ?? null };
 }
 
 /** The Response for a whole chat completion (the non-streaming door). */
 export function completedResponse(s: ResponseShell, completion: ChatCompletion, usage: CompletionUsage): ResponseObject {
-  const { output, finishReason } = outputOf(completion);
+  const { output, finishReason } = outputOf(completion, s.itemId);
   const { status, incomplete } = statusOf(finishReason);
   return responseObject(s, status, output, { usage: responsesUsage(usage), incomplete });
 }

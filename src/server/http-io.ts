@@ -85,7 +85,11 @@ function tooLarge(maxBytes: number): GatewayError {
 }
 
 export function sendJson(res: Res, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  const payload = JSON.stringify(body);
+  sendJsonText(res, status, JSON.stringify(body), headers);
+}
+
+/** sendJson for a body already serialised (stored as well as sent, say). */
+export function sendJsonText(res: Res, status: number, payload: string, headers: Record<string, string> = {}): void {
   (res as http.ServerResponse).writeHead(status, {
     ...headers,
     "content-type": "application/json",

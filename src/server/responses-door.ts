@@ -8,10 +8,10 @@ import { ResponseEvents, type ResponseEvent } from "../responses/events.js";
 import { chatMessages, inputItems } from "../responses/input.js";
 import { invalid } from "../responses/invalid.js";
 import { parseResponsesRequest, type ResponsesRequest } from "../responses/request.js";
-import { completedResponse, shell, type ResponseObject, type ResponseShell } from "../responses/response.js";
+import { completedResponse, shell, type ResponseShell } from "../responses/response.js";
 import type { ResponseStore, StoredItem } from "../storage/responses.js";
 import { logFailure } from "./failure-log.js";
-import { readJsonBody, sendJson, stopUnreadBody, type BodyLimits, type Req, type Res } from "./http-io.js";
+import { readJsonBody, sendJson, sendJsonText, stopUnreadBody, type BodyLimits, type Req, type Res } from "./http-io.js";
 import type { RequestScope } from "./requests.js";
 import { SseWriter } from "./sse.js";
 
@@ -66,10 +66,11 @@ export function createResponsesDoor({ gateway, store, options, log }: ResponsesD
     return body;
   };
 
-  const save = (s: ResponseShell, userId: string, input: StoredItem[], response: ResponseObject) => {
+  /** Resolves once the response is committed (or could not be: the answer still goes out). */
+  const save = async (s: ResponseShell, userId: string, input: StoredItem[], body: string): Promise<void> => {
     if (!s.store) return;
     try {
-      store.save({ id: s.id, userId, createdAt: s.createdAt * 1000, previousId: s.previousResponseId ?? null, body: response, input, output: response.output });
+      await store.save({ id: s.id, userId, createdAt: s.createdAt * 1000, previousId: s.previousResponseId ?? null, body, input });
     } catch (err) {
       // The answer is paid for and goes out; only continuing from it will fail (its id is unknown).
       log.error(`response ${s.id} could not be stored: ${err instanceof Error ? err.message : String(err)}`);
@@ -89,7 +90,8 @@ export function createResponsesDoor({ gateway, store, options, log }: ResponsesD
       if (typeof named === "string") model = named;
       const found = gateway.catalog.find(model);
       const parsed = parseResponsesRequest(raw, found);
-      const input = conversation(parsed, principal.userId);
+      const s = shell(found?.id ?? model, parsed.previousResponseId, parsed.store, parsed.echo);
+      const input = conversation(parsed, principal.userId, s);
       const messages = chatMessages(parsed.instructions, input);
       if (messages.length === 0) throw invalid("input", "input has nothing to send to the model: give at least one message");
       const call: ChatCall = {
@@ -97,7 +99,7 @@ export function createResponsesDoor({ gateway, store, options, log }: ResponsesD
         protocol: "openai", telemetry: scope.telemetry, operation: "responses",
       };
       // An unknown model is refused by the core (404 model_not_found, with its usage row).
-      return { parsed, input, call, shell: shell(found?.id ?? model, parsed.previousResponseId, parsed.store, parsed.echo) };
+      return { parsed, input, call, shell: s };
     } catch (err) {
       await gateway.refused({ protocol: "openai", model, authorization, principal, telemetry: scope.telemetry, operation: "responses" }, err);
       throw err;
@@ -105,22 +107,23 @@ export function createResponsesDoor({ gateway, store, options, log }: ResponsesD
   };
 
   /** The previous response's conversation, then this request's input. */
-  const conversation = (parsed: ResponsesRequest, userId: string): StoredItem[] => {
+  const conversation = (parsed: ResponsesRequest, userId: string, s: ResponseShell): StoredItem[] => {
     const before = parsed.previousResponseId === undefined ? [] : store.conversation(parsed.previousResponseId, userId);
     if (!before) {
       // OpenAI answers an unknown previous_response_id with a 400 naming it.
       throw invalid("previous_response_id", `Previous response with id '${parsed.previousResponseId!.slice(0, 200)}' not found.`);
     }
-    return [...before, ...inputItems(parsed.input, (id) => store.item(id, userId))];
+    return [...before, ...inputItems(parsed.input, (id) => store.item(id, userId), s.itemId)];
   };
 
   const create = async (req: Req, res: Res, scope: RequestScope, principal: Principal) => {
     const { parsed, input, call, shell: s } = await prepare(req, res, scope, principal);
     if (!parsed.stream) {
       const { completion, outcome, rateLimit } = await gateway.complete(call);
-      const response = completedResponse(s, completion, outcome.rawUsage);
-      save(s, principal.userId, input, response);
-      sendJson(res, 200, response, answerHeaders(rateLimit, outcome));
+      // Serialised once, for the client and the store.
+      const body = JSON.stringify(completedResponse(s, completion, outcome.rawUsage));
+      await save(s, principal.userId, input, body);
+      sendJsonText(res, 200, body, answerHeaders(rateLimit, outcome));
       return;
     }
     const chat = await gateway.stream(call);
@@ -142,7 +145,7 @@ export function createResponsesDoor({ gateway, store, options, log }: ResponsesD
       ended = true;
       const { events, response } = machine.finish(chat.outcome().rawUsage);
       // Stored before the client hears it is complete, so it can continue from it at once.
-      save(s, principal.userId, input, response);
+      if (s.store) await save(s, principal.userId, input, JSON.stringify(response));
       await send(events);
       sse.endWith();
     } catch (err) {

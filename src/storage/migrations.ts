@@ -95,12 +95,12 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE usage ADD COLUMN operation TEXT NOT NULL DEFAULT 'chat';
   `,
-  // 7: stored Responses API responses (src/storage/responses.ts): the
-  // response object as sent, and its whole conversation (the items it
-  // continued from and its input as `input`, its output as `output`), so
-  // previous_response_id works on every provider in one read. item_id is the
-  // item's own id, for item_reference. Owned by a user; expires_at is when a
-  // sweep deletes it (RESPONSES_TTL_DAYS).
+  // 7: stored Responses API responses (src/storage/responses.ts), one row
+  // each: the response object as sent (its output items with it), and the
+  // rest of its conversation as one JSON array (the items it continued from,
+  // then its input), so previous_response_id works on every provider in one
+  // read. Owned by a user; expires_at is when a sweep
+  // deletes it (RESPONSES_TTL_DAYS).
   `
   CREATE TABLE responses (
     id TEXT PRIMARY KEY,
@@ -108,17 +108,9 @@ export const MIGRATIONS: readonly string[] = [
     created_at INTEGER NOT NULL,
     expires_at INTEGER NOT NULL,
     previous_id TEXT,
-    body TEXT NOT NULL
+    body TEXT NOT NULL,
+    items TEXT NOT NULL
   );
   CREATE INDEX responses_expires ON responses(expires_at);
-  CREATE TABLE response_items (
-    response_id TEXT NOT NULL REFERENCES responses(id) ON DELETE CASCADE,
-    seq INTEGER NOT NULL,
-    role TEXT NOT NULL CHECK (role IN ('input', 'output')),
-    item_id TEXT NOT NULL,
-    item TEXT NOT NULL,
-    PRIMARY KEY (response_id, seq)
-  );
-  CREATE INDEX response_items_item ON response_items(item_id);
   `,
 ];

@@ -1,3 +1,4 @@
+import { responseOfItem } from "../responses/ids.js";
 import type { Db } from "./db.js";
 
 /** A conversation item as stored: a Responses API item with its id. */
@@ -9,11 +10,10 @@ export interface SavedResponse {
   /** ms since the epoch. */
   readonly createdAt: number;
   readonly previousId: string | null;
-  /** The response object as the client was sent it. */
-  readonly body: unknown;
+  /** The response object as the client was sent it, serialised: its `output` holds the output items. */
+  readonly body: string;
   /** Everything the model was given: the previous conversation, then this request's input. */
   readonly input: readonly StoredItem[];
-  readonly output: readonly StoredItem[];
 }
 
 export interface ItemPage {
@@ -28,13 +28,20 @@ export interface ItemPage {
  * and does not depend on its predecessors still being there.
  */
 export interface ResponseStore {
-  save(r: SavedResponse): void;
+  /**
+   * Queues the response; it is committed with the others saved in this
+   * event-loop turn, in one transaction (one commit a response cost more
+   * than the rest of the request). Resolves once committed, rejects if the
+   * transaction failed: the door answers after it, so an id a client has
+   * been given can be continued from.
+   */
+  save(r: SavedResponse): Promise<void>;
   get(id: string, userId: string): unknown;
   /** Input items then output items, in order: what a response continuing from this one starts with. */
   conversation(id: string, userId: string): StoredItem[] | undefined;
   /** The response's input items, `order` "desc" newest first (OpenAI's default), after the item `after`. */
   inputItems(id: string, userId: string, page: { after?: string | undefined; limit: number; order: "asc" | "desc" }): ItemPage | undefined;
-  /** The latest stored copy of an item, by its id, for item_reference. */
+  /** A stored item by its id, for item_reference: an item the gateway made, of a live response of this user. */
   item(itemId: string, userId: string): StoredItem | undefined;
   delete(id: string, userId: string): boolean;
   /** Deletes expired responses; returns how many. */
@@ -51,54 +58,75 @@ export interface ResponseStoreOptions {
 const SWEEP_BATCH = 500;
 
 export function createResponseStore(db: Db, { ttlMs, now = Date.now }: ResponseStoreOptions): ResponseStore {
-  const insert = db.prepare("INSERT INTO responses (id, user_id, created_at, expires_at, previous_id, body) VALUES (?, ?, ?, ?, ?, ?)");
-  const insertItem = db.prepare("INSERT INTO response_items (response_id, seq, role, item_id, item) VALUES (?, ?, ?, ?, ?)");
+  const insert = db.prepare("INSERT INTO responses (id, user_id, created_at, expires_at, previous_id, body, items) VALUES (?, ?, ?, ?, ?, ?, ?)");
   const live = "id = ? AND user_id = ? AND expires_at > ?";
   const getBody = db.prepare(`SELECT body FROM responses WHERE ${live}`).pluck();
-  const exists = db.prepare(`SELECT 1 FROM responses WHERE ${live}`).pluck();
-  const items = db.prepare("SELECT item FROM response_items WHERE response_id = ? ORDER BY seq").pluck();
-  const inputsAsc = db.prepare("SELECT item FROM response_items WHERE response_id = ? AND role = 'input' AND seq > ? ORDER BY seq LIMIT ?").pluck();
-  const inputsDesc = db.prepare("SELECT item FROM response_items WHERE response_id = ? AND role = 'input' AND seq < ? ORDER BY seq DESC LIMIT ?").pluck();
-  const seqOf = db.prepare("SELECT seq FROM response_items WHERE response_id = ? AND role = 'input' AND item_id = ? ORDER BY seq DESC LIMIT 1").pluck();
-  const itemById = db.prepare(`
-    SELECT i.item FROM response_items i JOIN responses r ON r.id = i.response_id
-    WHERE i.item_id = ? AND r.user_id = ? AND r.expires_at > ? ORDER BY r.created_at DESC, i.seq DESC LIMIT 1`).pluck();
+  const getItems = db.prepare<[string, string, number], { items: string; body: string }>(`SELECT items, body FROM responses WHERE ${live}`);
   const remove = db.prepare(`DELETE FROM responses WHERE ${live}`);
   const expired = db.prepare(`DELETE FROM responses WHERE id IN (SELECT id FROM responses WHERE expires_at <= ? LIMIT ${SWEEP_BATCH})`);
 
-  const save = db.transaction((r: SavedResponse) => {
-    insert.run(r.id, r.userId, r.createdAt, r.createdAt + ttlMs, r.previousId, JSON.stringify(r.body));
-    let seq = 0;
-    for (const item of r.input) insertItem.run(r.id, seq++, "input", item.id, JSON.stringify(item));
-    for (const item of r.output) insertItem.run(r.id, seq++, "output", item.id, JSON.stringify(item));
+  // One row a response: a row per item made each save several random-place
+  // index writes, which the commit paid for (see responses/ids.ts too).
+  const saveAll = db.transaction((batch: readonly SavedResponse[]) => {
+    for (const r of batch) {
+      insert.run(r.id, r.userId, r.createdAt, r.createdAt + ttlMs, r.previousId, r.body, JSON.stringify(r.input));
+    }
   });
-  const parse = (rows: unknown[]) => rows.map((text) => JSON.parse(text as string) as StoredItem);
+  /** The conversation: the input items, then the output items (kept once, in the body). */
+  const itemsOf = (id: string, userId: string): { items: StoredItem[]; inputCount: number } | undefined => {
+    const row = getItems.get(id, userId, now());
+    if (!row) return undefined;
+    const input = JSON.parse(row.items) as StoredItem[];
+    const { output } = JSON.parse(row.body) as { output: StoredItem[] };
+    return { items: [...input, ...output], inputCount: input.length };
+  };
+
+  let queued: SavedResponse[] = [];
+  let waiting: Array<{ resolve: () => void; reject: (err: unknown) => void }> = [];
+  const flush = () => {
+    const batch = queued;
+    const settle = waiting;
+    queued = [];
+    waiting = [];
+    try {
+      saveAll(batch);
+    } catch (err) {
+      for (const w of settle) w.reject(err);
+      return;
+    }
+    for (const w of settle) w.resolve();
+  };
 
   return {
-    save: (r) => save(r),
+    save: (r) => new Promise<void>((resolve, reject) => {
+      queued.push(r);
+      waiting.push({ resolve, reject });
+      if (queued.length === 1) setImmediate(flush);
+    }),
     get(id, userId) {
       const body = getBody.get(id, userId, now()) as string | undefined;
       return body === undefined ? undefined : JSON.parse(body);
     },
-    conversation(id, userId) {
-      if (!exists.get(id, userId, now())) return undefined;
-      return parse(items.all(id));
-    },
+    conversation: (id, userId) => itemsOf(id, userId)?.items,
     inputItems(id, userId, { after, limit, order }) {
-      if (!exists.get(id, userId, now())) return undefined;
-      let from = order === "asc" ? -1 : Number.MAX_SAFE_INTEGER;
+      const found = itemsOf(id, userId);
+      if (!found) return undefined;
+      const inputs = found.items.slice(0, found.inputCount);
+      if (order === "desc") inputs.reverse();
+      let from = 0;
       if (after !== undefined) {
-        const seq = seqOf.get(id, after) as number | undefined;
+        const at = inputs.findIndex((item) => item.id === after);
         // OpenAI answers an unknown cursor with an empty page, not an error.
-        if (seq === undefined) return { data: [], hasMore: false };
-        from = seq;
+        if (at < 0) return { data: [], hasMore: false };
+        from = at + 1;
       }
-      const rows = (order === "asc" ? inputsAsc : inputsDesc).all(id, from, limit + 1);
-      return { data: parse(rows.slice(0, limit)), hasMore: rows.length > limit };
+      return { data: inputs.slice(from, from + limit), hasMore: inputs.length > from + limit };
     },
     item(itemId, userId) {
-      const text = itemById.get(itemId, userId, now()) as string | undefined;
-      return text === undefined ? undefined : (JSON.parse(text) as StoredItem);
+      // Items the gateway made name their response (responses/ids.ts); the newest copy wins.
+      const responseId = responseOfItem(itemId);
+      const items = responseId === undefined ? undefined : itemsOf(responseId, userId)?.items;
+      return items?.findLast((item) => item.id === itemId);
     },
     delete: (id, userId) => remove.run(id, userId, now()).changes > 0,
     sweep() {

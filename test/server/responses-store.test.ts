@@ -164,18 +164,34 @@ describe("ownership, store: false and expiry", () => {
     expect((await status(client.responses.create({ model: "qwen-max", previous_response_id: r.id, input: "x" }))).param).toBe("previous_response_id");
   });
 
-  it("a sweep deletes expired responses and their items; RESPONSES_TTL_DAYS is validated", () => {
+  it("commits the responses saved in one event-loop turn in one transaction; a failed one rejects its saves", async () => {
+    const db = openDb(":memory:");
+    const store = createResponseStore(db, { ttlMs: 60_000 });
+    const saved = (id: string) => ({ id, userId: "u", createdAt: Date.now(), previousId: null, body: JSON.stringify({ id, output: [] }), input: [] });
+    const pending = [store.save(saved("resp_a")), store.save(saved("resp_b"))];
+    expect(store.get("resp_a", "u")).toBeUndefined(); // queued until the end of the turn
+    await Promise.all(pending);
+    expect(store.get("resp_b", "u")).toEqual({ id: "resp_b", output: [] });
+    // A duplicate id fails the batch's transaction: every save in it rejects, none is half-written.
+    const again = [store.save(saved("resp_c")), store.save(saved("resp_a"))];
+    for (const p of again) await expect(p).rejects.toThrow(/UNIQUE/);
+    expect(store.get("resp_c", "u")).toBeUndefined();
+    db.close();
+  });
+
+  it("a sweep deletes expired responses and their items; RESPONSES_TTL_DAYS is validated", async () => {
     const db = openDb(":memory:");
     let now = 1_000_000;
     const store = createResponseStore(db, { ttlMs: 1000, now: () => now });
     const item = { id: "msg_1", type: "message", role: "user", content: [] };
-    store.save({ id: "resp_1", userId: "u", createdAt: now, previousId: null, body: { id: "resp_1" }, input: [item], output: [] });
-    expect(store.get("resp_1", "u")).toEqual({ id: "resp_1" });
+    await store.save({ id: "resp_1", userId: "u", createdAt: now, previousId: null, body: JSON.stringify({ id: "resp_1", output: [] }), input: [item] });
+    expect(store.get("resp_1", "u")).toEqual({ id: "resp_1", output: [] });
+    expect(store.conversation("resp_1", "u")).toEqual([item]);
     expect(store.sweep()).toBe(0);
     now += 1000;
     expect(store.get("resp_1", "u")).toBeUndefined();
     expect(store.sweep()).toBe(1);
-    expect(db.prepare("SELECT COUNT(*) AS n FROM response_items").get()).toEqual({ n: 0 });
+    expect(db.prepare("SELECT COUNT(*) AS n FROM responses").get()).toEqual({ n: 0 });
     db.close();
     const env = { ENV_FILE: "/nonexistent/.env" };
     expect(loadConfig(env).responsesTtlDays).toBe(30);
