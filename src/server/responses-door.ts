@@ -4,6 +4,7 @@ import type { ChatOutcome, Gateway } from "../core/gateway.js";
 import { rateLimitHeaders, type RateLimitSnapshot } from "../core/limiter.js";
 import { GatewayError, toOpenAIError } from "../errors.js";
 import type { Logger } from "../log.js";
+import { EventText } from "../responses/event-text.js";
 import { ResponseEvents, type ResponseEvent } from "../responses/events.js";
 import { chatMessages, inputItems } from "../responses/input.js";
 import { invalid } from "../responses/invalid.js";
@@ -130,8 +131,9 @@ export function createResponsesDoor({ gateway, store, options, log }: ResponsesD
     const sse = new SseWriter(res, scope, options.sendTimeoutMs);
     sse.open(answerHeaders(chat.rateLimit, chat));
     const machine = new ResponseEvents(s);
+    const text = new EventText();
     // A chunk's events go out in one write.
-    const send = (events: ResponseEvent[]) => sse.events(events);
+    const send = (events: ResponseEvent[]) => sse.events(events, text.event);
     const chunks = chat[Symbol.asyncIterator]();
     let ended = false;
     try {
@@ -145,14 +147,14 @@ export function createResponsesDoor({ gateway, store, options, log }: ResponsesD
       ended = true;
       const { events, response } = machine.finish(chat.outcome().rawUsage);
       // Stored before the client hears it is complete, so it can continue from it at once.
-      if (s.store) await save(s, principal.userId, input, JSON.stringify(response));
+      if (s.store) await save(s, principal.userId, input, text.response(response));
       await send(events);
       sse.endWith();
     } catch (err) {
       // The client went away mid-stream: stopping the iteration records it (cancelled) and aborts the upstream.
       if (!ended) await chunks.return?.();
       logFailure(log, "POST /v1/responses (streaming)", err, scope.telemetry.requestId);
-      sse.endWith(machine.fail(toOpenAIError(err).body.error));
+      sse.endWith(machine.fail(toOpenAIError(err).body.error), text.event);
     }
   };
 

@@ -33,14 +33,14 @@ export class SseWriter {
    * Writes named events in one write, as the Responses API frames them: per
    * event an `event:` line with its `type`, then its data. Waits like send().
    */
-  events(events: ReadonlyArray<{ readonly type: string }>): Promise<void> | void {
+  events<E extends { readonly type: string }>(events: readonly E[], text: (e: E) => string = namedEventText): Promise<void> | void {
     if (events.length === 0) return;
-    return sendChunk(this.res, events.map((e) => namedEvent(e.type, e)).join(""), this.scope, this.sendTimeoutMs);
+    return sendChunk(this.res, events.map(text).join(""), this.scope, this.sendTimeoutMs);
   }
 
   /** Ends the stream with these named events (none: just ends it), without [DONE], whether or not the client still reads. */
-  endWith(events: ReadonlyArray<{ readonly type: string }> = []): void {
-    endIfOpen(this.res, events.map((e) => namedEvent(e.type, e)).join(""));
+  endWith<E extends { readonly type: string }>(events: readonly E[] = [], text: (e: E) => string = namedEventText): void {
+    endIfOpen(this.res, events.map(text).join(""));
   }
 
   done(): void {
@@ -53,7 +53,8 @@ export class SseWriter {
   }
 }
 
-function namedEvent(name: string, data: unknown): string {
-  if (/[\r\n]/.test(name)) throw new Error("an SSE event name cannot hold a line break");
-  return `event: ${name}\ndata: ${JSON.stringify(data)}\n\n`;
+/** An event named by its `type`, with `data` (by default the event itself) serialised. */
+export function namedEventText(e: { readonly type: string }, data: string = JSON.stringify(e)): string {
+  if (/[\r\n]/.test(e.type)) throw new Error("an SSE event name cannot hold a line break");
+  return `event: ${e.type}\ndata: ${data}\n\n`;
 }

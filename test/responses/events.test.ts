@@ -5,6 +5,8 @@ import type { ChatCompletionChunk } from "openai/resources/chat/completions";
 import { describe, expect, it } from "vitest";
 import { ResponseEvents, type ResponseEvent } from "../../src/responses/events.js";
 import { shell } from "../../src/responses/response.js";
+import { EventText } from "../../src/responses/event-text.js";
+import { namedEventText } from "../../src/server/sse.js";
 
 const USAGE = { prompt_tokens: 10, completion_tokens: 5, total_tokens: 15, prompt_tokens_details: { cached_tokens: 2 }, completion_tokens_details: { reasoning_tokens: 3 } };
 
@@ -110,5 +112,24 @@ describe("ResponseEvents", () => {
     expect(events.at(-2)!.response).toMatchObject({ status: "failed", error: { code: "server_error", message: "upstream broke" }, output: [{ status: "incomplete" }] });
     expect(events.at(-1)).toMatchObject({ code: "upstream_error", message: "upstream broke", error: { type: "server_error", code: "upstream_error" } });
     expect(events.map((e) => e.sequence_number)).toEqual(events.map((_, i) => i));
+  });
+
+  it("serialises each event as plain JSON would, each Response object once", () => {
+    const { events, response } = run([chunk({ content: "Hi" }), chunk({ reasoning_content: "r" }), chunk(call(0, { id: "t", function: { name: "f", arguments: "{}" } }), "tool_calls")]);
+    const text = new EventText();
+    const stringify = JSON.stringify;
+    let serialised = 0;
+    JSON.stringify = ((v: unknown, ...rest: never[]) => {
+      if (v === response || (v as { object?: string } | null)?.object === "response") serialised++;
+      return stringify(v, ...rest);
+    }) as typeof JSON.stringify;
+    try {
+      for (const e of events) expect(text.event(e)).toBe(namedEventText(e, stringify(e)));
+    } finally {
+      JSON.stringify = stringify;
+    }
+    // created and in_progress share one Response object; completed carries the final one.
+    expect(serialised).toBe(2);
+    expect(text.response(response)).toBe(stringify(response));
   });
 });
