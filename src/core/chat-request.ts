@@ -1,9 +1,6 @@
 import { GatewayError } from "../errors.js";
-import type { Principal } from "./auth.js";
+import type { CoreCall } from "./call.js";
 import { validateParams } from "./chat-params.js";
-import type { Protocol } from "./metering.js";
-import type { RequestTelemetry } from "../observe/telemetry.js";
-import type { Operation } from "../storage/usage.js";
 
 /**
  * The core speaks OpenAI's chat request body: both front doors produce one
@@ -13,22 +10,10 @@ import type { Operation } from "../storage/usage.js";
  */
 export type ChatBody = Record<string, unknown> & { messages: unknown[] };
 
-export interface ChatCall {
-  /** The model as the client named it. */
-  readonly model: string;
+/** A chat; a Responses API call is served as one (its operation then says "responses"). */
+export interface ChatCall extends CoreCall {
   /** The OpenAI body without model, stream and stream_options. */
   readonly body: ChatBody;
-  /** Aborts when the client cancels, its deadline passes, or it disconnects. */
-  readonly signal: AbortSignal;
-  /** The `Authorization` header or metadata, as received. */
-  readonly authorization: string | null | undefined;
-  /** The key behind `authorization`, when the front door checked it before reading the body. */
-  readonly principal?: Principal | undefined;
-  readonly protocol: Protocol;
-  /** The request's id, trace and facts, from its front door. */
-  readonly telemetry?: RequestTelemetry | undefined;
-  /** What the usage row records; a Responses API call is served as a chat. Chat unless said. */
-  readonly operation?: Operation | undefined;
 }
 
 const ROLES = new Set(["system", "developer", "user", "assistant", "tool", "function"]);

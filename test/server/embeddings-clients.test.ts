@@ -9,12 +9,12 @@ import { OpenAIEmbeddings } from "@langchain/openai";
 import { embed, embedMany } from "ai";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { fakeEmbedding, fakeTokens } from "../support/fake-embeddings.js";
+import { newUsageRows } from "../support/new-usage-rows.js";
 import { startTestGateway, type TestGateway } from "../support/gateway.js";
 
 const MODEL = "text-embedding-v4";
 
 let gw: TestGateway;
-let mark = 0;
 
 beforeAll(async () => {
   gw = await startTestGateway();
@@ -24,10 +24,11 @@ afterAll(async () => {
 });
 beforeEach(() => {
   gw.fake.reset();
-  mark = (gw.app.db.prepare("SELECT COALESCE(MAX(id), 0) AS m FROM usage").get() as { m: number }).m;
+  usage.mark();
 });
 
-const rows = () => gw.app.db.prepare("SELECT operation, status, prompt_tokens FROM usage WHERE id > ? ORDER BY id").all(mark);
+const usage = newUsageRows(() => gw.app.db, "operation, status, prompt_tokens");
+const rows = () => usage.rows();
 const texts = (n: number) => Array.from({ length: n }, (_, i) => `document ${i}: ${"words ".repeat(i % 5)}`);
 const batchSizes = () => gw.fake.requests.map((r) => (r.body.input as string[]).length).sort((a, b) => b - a);
 

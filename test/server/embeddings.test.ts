@@ -6,6 +6,7 @@
 import OpenAI from "openai";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { fakeEmbedding, fakeTokens } from "../support/fake-embeddings.js";
+import { newUsageRows } from "../support/new-usage-rows.js";
 import { startTestGateway, type TestGateway } from "../support/gateway.js";
 
 const MODEL = "text-embedding-v4";
@@ -14,7 +15,6 @@ const PICO_PER_TOKEN = 70_000;
 
 let gw: TestGateway;
 let client: OpenAI;
-let mark = 0;
 
 beforeAll(async () => {
   gw = await startTestGateway();
@@ -25,13 +25,14 @@ afterAll(async () => {
 });
 beforeEach(() => {
   gw.fake.reset();
-  mark = (gw.app.db.prepare("SELECT COALESCE(MAX(id), 0) AS m FROM usage").get() as { m: number }).m;
+  usage.mark();
 });
 
 type Row = Record<string, unknown>;
 
 /** The usage rows written since the test began: the answer follows its row, so they are there already. */
-const rows = (): Row[] => gw.app.db.prepare("SELECT * FROM usage WHERE id > ? ORDER BY id").all(mark) as Row[];
+const usage = newUsageRows(() => gw.app.db);
+const rows = (): Row[] => usage.rows<Row>();
 
 function post(body: unknown, init: { authorization?: string; signal?: AbortSignal } = {}): Promise<Response> {
   return fetch(`${gw.url}/v1/embeddings`, {

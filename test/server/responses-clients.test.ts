@@ -15,13 +15,12 @@ import { ChatOpenAI } from "@langchain/openai";
 import { generateText, stepCountIs, streamText, tool } from "ai";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { z } from "zod";
+import { newUsageRows } from "../support/new-usage-rows.js";
 import { startTestGateway, type TestGateway } from "../support/gateway.js";
 
 const MODEL = "qwen-max";
 
 let gw: TestGateway;
-/** The highest usage row id before the current test, so each test sees only its own rows. */
-let rowsBefore = 0;
 
 beforeAll(async () => {
   gw = await startTestGateway();
@@ -31,17 +30,14 @@ afterAll(async () => {
 });
 beforeEach(() => {
   gw.fake.reset();
-  rowsBefore = (gw.app.db.prepare("SELECT COALESCE(MAX(id), 0) AS n FROM usage").get() as { n: number }).n;
+  usage.mark();
 });
 
 interface Row { operation: string; status: string; prompt_tokens: number; completion_tokens: number; requested_model: string }
 
 /** The usage rows this test's requests left, oldest first (committed before each answer was sent). */
-function newRows(): Row[] {
-  return gw.app.db
-    .prepare("SELECT operation, status, prompt_tokens, completion_tokens, requested_model FROM usage WHERE id > ? ORDER BY id")
-    .all(rowsBefore) as Row[];
-}
+const usage = newUsageRows(() => gw.app.db, "operation, status, prompt_tokens, completion_tokens, requested_model");
+const newRows = (): Row[] => usage.rows<Row>();
 
 /** The Vercel AI SDK's default provider: `openai(id)` is the Responses model in v5. */
 const aiSdk = () => createOpenAI({ baseURL: `${gw.url}/v1`, apiKey: gw.key })(MODEL);

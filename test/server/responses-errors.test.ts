@@ -7,11 +7,11 @@
 import OpenAI, { APIError, RateLimitError } from "openai";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { KeyOptions } from "../../src/core/accounts.js";
+import { newUsageRows } from "../support/new-usage-rows.js";
 import { startTestGateway, type TestGateway } from "../support/gateway.js";
 
 let gw: TestGateway;
 let client: OpenAI;
-let mark = 0;
 let users = 0;
 
 beforeAll(async () => {
@@ -23,11 +23,12 @@ afterAll(async () => {
 });
 beforeEach(() => {
   gw.fake.reset();
-  mark = (gw.app.db.prepare("SELECT COALESCE(MAX(id), 0) AS m FROM usage").get() as { m: number }).m;
+  usage.mark();
 });
 
 interface Row { operation: string; protocol: string; status: string; error_kind: string | null; prompt_tokens: number; completion_tokens: number }
-const rows = () => gw.app.db.prepare("SELECT operation, protocol, status, error_kind, prompt_tokens, completion_tokens FROM usage WHERE id > ? ORDER BY id").all(mark) as Row[];
+const usage = newUsageRows(() => gw.app.db, "operation, protocol, status, error_kind, prompt_tokens, completion_tokens");
+const rows = () => usage.rows<Row>();
 
 function post(body: unknown, authorization = gw.authorization) {
   return fetch(`${gw.url}/v1/responses`, { method: "POST", headers: { authorization, "content-type": "application/json" }, body: JSON.stringify(body) });

@@ -7,6 +7,7 @@
  */
 import { createHash, randomBytes } from "node:crypto";
 import type { ServerResponse } from "node:http";
+import { sendJson } from "./fake-json.js";
 import type { Behaviour } from "./fake-upstream.js";
 
 /** DashScope's batch limit for text-embedding-v3/v4. */
@@ -41,18 +42,6 @@ export function fakeEmbedding(input: string | readonly number[], dimensions = FA
   return out;
 }
 
-function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  if (res.destroyed || res.headersSent) return;
-  const text = JSON.stringify(body);
-  res.writeHead(status, {
-    "content-type": "application/json",
-    "content-length": String(Buffer.byteLength(text)),
-    "x-request-id": randomBytes(8).toString("hex"),
-    ...headers,
-  });
-  res.end(text);
-}
-
 const invalid = (message: string, param: string | null = null) =>
   ({ error: { message, type: "invalid_request_error", param, code: "InvalidParameter" } });
 
@@ -81,7 +70,7 @@ function refusal(body: any): ReturnType<typeof invalid> | undefined {
  */
 export async function serveEmbeddings(x: Exchange, body: any, next: (model: string) => Behaviour): Promise<void> {
   const refused = refusal(body);
-  if (refused) return send(x.res, 400, refused);
+  if (refused) return sendJson(x.res, 400, refused);
   const b = next(body.model);
   const inputs: Array<string | number[]> = typeof body.input === "string" || typeof body.input[0] === "number" ? [body.input] : body.input;
   switch (b.kind) {
@@ -90,7 +79,7 @@ export async function serveEmbeddings(x: Exchange, body: any, next: (model: stri
       if (x.closed) return;
       const dimensions: number = body.dimensions ?? FAKE_DEFAULT_DIMENSIONS;
       const tokens = inputs.reduce((n: number, input) => n + fakeTokens(input), 0);
-      return send(x.res, 200, {
+      return sendJson(x.res, 200, {
         object: "list",
         data: inputs.map((input, index) => ({ object: "embedding", index, embedding: fakeEmbedding(input, dimensions) })),
         model: body.model,
@@ -100,7 +89,7 @@ export async function serveEmbeddings(x: Exchange, body: any, next: (model: stri
     }
     case "error": {
       const type = b.type ?? (b.status >= 500 ? "server_error" : "invalid_request_error");
-      return send(x.res, b.status, { error: { message: b.message ?? `fake upstream error ${b.status}`, type, param: null, code: b.code ?? null } }, b.headers);
+      return sendJson(x.res, b.status, { error: { message: b.message ?? `fake upstream error ${b.status}`, type, param: null, code: b.code ?? null } }, b.headers);
     }
     case "raw":
       if (x.res.destroyed) return;

@@ -14,6 +14,7 @@ import { createServer } from "node:http";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { randomBytes } from "node:crypto";
+import { sendJson } from "./fake-json.js";
 import { serveEmbeddings } from "./fake-embeddings.js";
 
 export interface RecordedRequest {
@@ -205,18 +206,6 @@ class Exchange {
     }
     this.timers.clear();
   }
-}
-
-function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  if (res.destroyed || res.headersSent) return;
-  const text = JSON.stringify(body);
-  res.writeHead(status, {
-    "content-type": "application/json",
-    "content-length": String(Buffer.byteLength(text)),
-    "x-request-id": randomBytes(8).toString("hex"),
-    ...headers,
-  });
-  res.end(text);
 }
 
 function startSse(res: ServerResponse): void {
