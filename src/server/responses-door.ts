@@ -154,7 +154,11 @@ export function createResponsesDoor({ gateway, store, options, log }: ResponsesD
       // The client went away mid-stream: stopping the iteration records it (cancelled) and aborts the upstream.
       if (!ended) await chunks.return?.();
       logFailure(log, "POST /v1/responses (streaming)", err, scope.telemetry.requestId);
-      sse.endWith(machine.fail(toOpenAIError(err).body.error), text.event);
+      const events = machine.fail(toOpenAIError(err).body.error);
+      // Kept as it ended, as OpenAI keeps a failed response (retrievable, with its error and partial output).
+      const failed = (events[0] as { response?: object }).response;
+      if (s.store && failed) await save(s, principal.userId, input, text.response(failed));
+      sse.endWith(events, text.event);
     }
   };
 

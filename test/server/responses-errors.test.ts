@@ -134,6 +134,10 @@ describe("failures", () => {
     expect(events.at(-1)).toMatchObject({ code: "upstream_error", error: { type: "server_error", code: "upstream_error" } });
     expect(rows()).toMatchObject([{ operation: "responses", status: "error", error_kind: "upstream_error" }]);
     expect(rows()).toHaveLength(1);
+    // Stored as it ended, as OpenAI keeps a failed response: its partial text and its error.
+    const kept = await client.responses.retrieve(events.at(-2)!.response.id);
+    expect(kept).toMatchObject({ status: "failed", error: { code: "server_error" } });
+    expect(kept.output_text.length).toBeGreaterThan(0);
   });
 
   it("openai-node raises the cut as an error, in responses.create and responses.stream", async () => {
