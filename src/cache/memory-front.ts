@@ -1,0 +1,117 @@
+import { LRUCache } from "lru-cache";
+import type { CacheStats, CacheStore } from "./store.js";
+
+/**
+ * An in-process LRU in front of a shared store (SQLite or Redis), itself a
+ * CacheStore: a hit in memory costs no I/O, no serialisation across
+ * processes and no await on another server. Sized by bytes (keys and values)
+ * and aged per entry, like the store behind it.
+ */
+
+/** A store that can say how long an entry has left, so memory does not keep it longer. */
+export interface TtlAwareStore extends CacheStore {
+  getWithTtl(key: string): Promise<{ value: Uint8Array; ttlMs: number } | undefined>;
+}
+
+export interface MemoryFrontOptions {
+  /** The bytes (keys + values) memory may hold; entries are evicted, least recently used first, beyond it. */
+  readonly maxBytes: number;
+  /**
+   * How long memory keeps an entry read from a store that cannot tell its
+   * remaining TTL. Bounded because it is how long this process may go on
+   * serving an entry after it expired or was deleted by another process
+   * (another host's no-cache refresh writes the store, not this memory).
+   */
+  readonly fillTtlMs?: number;
+  /** For tests: the clock lru-cache ages entries by. */
+  readonly now?: () => number;
+}
+
+/** One minute: short enough that staleness is bounded, long enough that a hot key mostly stays in memory. */
+export const DEFAULT_FILL_TTL_MS = 60_000;
+
+export interface MemoryFront extends CacheStore {
+  /** Memory's own numbers, whatever the store behind reports. */
+  memoryStats(): CacheStats;
+}
+
+export function createMemoryFront(store: CacheStore, options: MemoryFrontOptions): MemoryFront {
+  const fillTtlMs = options.fillTtlMs ?? DEFAULT_FILL_TTL_MS;
+  let evictions = 0;
+  const memory = new LRUCache<string, Uint8Array>({
+    maxSize: Math.max(1, Math.floor(options.maxBytes)),
+    // The key counts too: many small answers under 64-character keys add up. lru-cache wants a positive integer.
+    sizeCalculation: (value, key) => Math.max(1, value.byteLength + key.length),
+    // Expiry is not eviction (CacheStats.evictions); replacing or deleting neither.
+    dispose: (_value, _key, reason) => {
+      if (reason === "evict") evictions++;
+    },
+    // A test's clock is read on every check: lru-cache otherwise reuses one reading for ttlResolution ms.
+    ...(options.now ? { perf: { now: options.now }, ttlResolution: 0 } : {}),
+  });
+  const ttlAware = typeof (store as Partial<TtlAwareStore>).getWithTtl === "function" ? (store as TtlAwareStore) : undefined;
+
+  /**
+   * Reads from the store in progress, by key. A set or delete of the key while
+   * one is on its way marks it stale, so the older bytes it brings back are
+   * still answered but not put in memory over the newer state.
+   */
+  const reading = new Map<string, { readers: number; stale: boolean }>();
+  const invalidate = (key: string) => {
+    const r = reading.get(key);
+    if (r) r.stale = true;
+  };
+
+  /** The store's entry, with how long memory may keep it: what the store has left, else the bounded default. */
+  async function fromStore(key: string): Promise<{ value: Uint8Array; ttlMs: number } | undefined> {
+    if (!ttlAware) {
+      const value = await store.get(key);
+      return value && { value, ttlMs: fillTtlMs };
+    }
+    const found = await ttlAware.getWithTtl(key);
+    return found && { value: found.value, ttlMs: Number.isFinite(found.ttlMs) ? found.ttlMs : fillTtlMs };
+  }
+
+  const memoryStats = (): CacheStats => ({ entries: memory.size, bytes: memory.calculatedSize, evictions });
+
+  return {
+    async get(key) {
+      const hit = memory.get(key);
+      if (hit) return hit;
+      let r = reading.get(key);
+      if (!r) reading.set(key, (r = { readers: 0, stale: false }));
+      r.readers++;
+      try {
+        // A store that rejects rejects here: the caller counts a miss and warns.
+        const found = await fromStore(key);
+        if (!found) return undefined;
+        if (!r.stale && found.ttlMs >= 1) memory.set(key, found.value, { ttl: Math.floor(found.ttlMs) });
+        return found.value;
+      } finally {
+        if (--r.readers === 0) reading.delete(key);
+      }
+    },
+
+    async set(key, value, ttlMs) {
+      invalidate(key);
+      // Memory first: if the store rejects, this process still answers from memory, and the caller still hears it.
+      if (ttlMs >= 1) memory.set(key, value, { ttl: Math.floor(ttlMs) });
+      else memory.delete(key);
+      await store.set(key, value, ttlMs);
+    },
+
+    async delete(key) {
+      invalidate(key);
+      memory.delete(key);
+      await store.delete(key);
+    },
+
+    stats: () => store.stats() ?? memoryStats(),
+    memoryStats,
+
+    async close() {
+      memory.clear();
+      await store.close();
+    },
+  };
+}

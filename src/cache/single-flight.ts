@@ -1,0 +1,117 @@
+/**
+ * Identical requests in flight at the same moment make one upstream call:
+ * the first caller of a key runs the work, the callers that arrive while it
+ * runs wait for the same outcome, its value or its error, and hear that they
+ * were coalesced (x-gatewayz-cache: coalesced). Once the work settles the key
+ * is free, so the next caller looks in the cache (where the work's answer now
+ * is, or is not if it failed) instead of joining a finished flight.
+ *
+ * Cancellation is reference-counted. Every caller brings its own signal (its
+ * client's), and the work gets a signal of the flight's own, not the
+ * leader's: when one caller's signal aborts, only that caller stops waiting
+ * (it rejects with its own signal's reason, as it would without the cache);
+ * the work goes on for the others, leader or not. Only when every caller has
+ * gone is the work's signal aborted (with the last leaver's reason), since
+ * nobody is left to answer, and the key is freed at that moment, so a caller
+ * arriving just after starts a fresh call instead of joining a doomed one.
+ * Hence the work must be bound to the signal it is given, never to the
+ * leader's request: that is what lets followers outlive the leader's client.
+ */
+
+/** What a caller of run() receives. */
+export interface Flight<T> {
+  /** The work's value: the very same object for every caller, so treat it as read-only. */
+  readonly value: T;
+  /** False for the caller whose run() started the work, true for those that joined it. */
+  readonly coalesced: boolean;
+}
+
+export interface SingleFlight<T> {
+  /**
+   * Runs `work` for the first caller of `key`, or joins the run in progress.
+   * Rejects with the work's error (the same error for every caller), or with
+   * this caller's `signal.reason` if it aborts first (at once if already aborted).
+   */
+  run(key: string, work: (signal: AbortSignal) => Promise<T>, signal?: AbortSignal): Promise<Flight<T>>;
+  /** Keys in flight now: zero whenever nothing runs (for tests and a gauge). */
+  readonly size: number;
+}
+
+interface InFlight<T> {
+  readonly controller: AbortController;
+  /** Callers still waiting; the work is aborted when the last one leaves. */
+  waiters: number;
+  readonly outcome: Promise<T>;
+}
+
+export function createSingleFlight<T>(): SingleFlight<T> {
+  const flights = new Map<string, InFlight<T>>();
+  const free = (key: string, flight: InFlight<T>) => {
+    // Identity check: a flight abandoned by all its callers may settle after a newer one took its key.
+    if (flights.get(key) === flight) flights.delete(key);
+  };
+
+  function start(key: string, work: (signal: AbortSignal) => Promise<T>): InFlight<T> {
+    const controller = new AbortController();
+    let begin!: () => void;
+    const outcome = new Promise<T>((resolve, reject) => {
+      begin = () => {
+        try {
+          resolve(work(controller.signal));
+        } catch (error) {
+          reject(error); // a synchronous throw fails the flight like an async work's rejection
+        }
+      };
+    }).finally(() => free(key, flight)); // freed before any caller is told, so each sees the key free
+    const flight: InFlight<T> = { controller, waiters: 0, outcome };
+    flights.set(key, flight); // before work runs: whatever work sets off sees this key in flight
+    begin();
+    return flight;
+  }
+
+  function wait(key: string, flight: InFlight<T>, coalesced: boolean, signal: AbortSignal | undefined): Promise<Flight<T>> {
+    flight.waiters++;
+    return new Promise<Flight<T>>((resolve, reject) => {
+      let done = false;
+      const finish = () => {
+        done = true;
+        signal?.removeEventListener("abort", leave);
+      };
+      function leave() {
+        if (done) return;
+        finish();
+        reject(signal!.reason);
+        if (--flight.waiters === 0) {
+          free(key, flight);
+          flight.controller.abort(signal!.reason);
+        }
+      }
+      signal?.addEventListener("abort", leave, { once: true });
+      // Attached at once and kept after the caller leaves: so a work rejected
+      // after everyone left (aborted) is still handled, never "unhandled".
+      flight.outcome.then(
+        (value) => {
+          if (done) return;
+          finish();
+          resolve({ value, coalesced });
+        },
+        (error: unknown) => {
+          if (done) return;
+          finish();
+          reject(error);
+        },
+      );
+    });
+  }
+
+  return {
+    run(key, work, signal) {
+      if (signal?.aborted) return Promise.reject(signal.reason);
+      const joined = flights.get(key);
+      return wait(key, joined ?? start(key, work), joined !== undefined, signal);
+    },
+    get size() {
+      return flights.size;
+    },
+  };
+}
