@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The programs the tests drive that npm does not install: Debian's Chromium
-# (test/browser) and Prometheus (promtool and the server, for the metrics
-# tests). `npm test` and .ci/run run this first, so the README's test command
-# works on a fresh Debian machine. Each program is found (its *_PATH variable,
+# (test/browser), Prometheus (promtool and the server, for the metrics
+# tests) and redis-server (test/cache, the Redis cache store). `npm test` and
+# .ci/run run this first, so the README's test command works on a fresh
+# Debian machine. Each program is found (its *_PATH variable,
 # else the PATH); whatever is missing is installed with one `apt-get update`
 # and one `apt-get install` (as root, or with passwordless sudo). Otherwise it
 # says what to do and fails: no suite is ever skipped for want of a program.
@@ -13,6 +14,7 @@ TOOLS=(
   "CHROMIUM_PATH chromium chromium"
   "PROMETHEUS_PATH prometheus prometheus"
   "PROMTOOL_PATH promtool prometheus"
+  "REDIS_SERVER_PATH redis-server redis-server"
 )
 
 # Prints "command package" for each program that is missing; fails on an override that is not executable.
@@ -40,11 +42,13 @@ done <<<"$report"
 
 if [ "$(id -u)" = 0 ]; then as_root=(); elif sudo -n true 2>/dev/null; then as_root=(sudo -n); else
   echo "The tests need ${commands[*]}: run 'sudo apt-get update && sudo apt-get install -y --no-install-recommends ${packages[*]}'," \
-    "or set CHROMIUM_PATH, PROMETHEUS_PATH or PROMTOOL_PATH to the programs" >&2
+    "or set CHROMIUM_PATH, PROMETHEUS_PATH, PROMTOOL_PATH or REDIS_SERVER_PATH to the programs" >&2
   exit 1
 fi
 # --no-install-recommends: the tests need the programs only (prometheus would
-# recommend prometheus-node-exporter, one more daemon).
+# recommend prometheus-node-exporter, one more daemon). Where an init system
+# runs, installing redis-server also starts a system Redis on 6379; the tests
+# never use it (each starts its own on a free port, persistence off).
 echo "Installing Debian's ${packages[*]} for the tests (apt-get), for ${commands[*]}..." >&2
 export DEBIAN_FRONTEND=noninteractive
 "${as_root[@]}" apt-get update -qq

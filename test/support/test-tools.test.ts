@@ -1,6 +1,7 @@
 // `npm test` first runs test/support/ensure-test-tools.sh, which finds or
-// installs the programs the suites drive (Chromium, Prometheus); the metrics
-// suites find Prometheus through test/support/prometheus.ts. apt-get is never
+// installs the programs the suites drive (Chromium, Prometheus, redis-server);
+// the metrics suites find Prometheus through test/support/prometheus.ts, the
+// Redis store's suite redis-server through test/support/redis.ts. apt-get is never
 // really run here: a stand-in on the PATH records how it was called.
 
 import { execFile } from "node:child_process";
@@ -11,6 +12,7 @@ import { promisify } from "node:util";
 import { afterEach, describe, expect, it } from "vitest";
 import { ROOT } from "./node-child.js";
 import { findTool, prometheusPath, promtoolPath } from "./prometheus.js";
+import { redisServerPath } from "./redis.js";
 
 const run = promisify(execFile);
 const SCRIPT = join(ROOT, "test/support/ensure-test-tools.sh");
@@ -36,6 +38,7 @@ function fakeBin(options: { uid?: number; present?: string[] } = {}): { bin: str
     `if [ "$1" = install ]; then for p in "$@"; do case "$p" in`,
     `  chromium) printf '#!/bin/sh\\n' > ${bin}/chromium; /bin/chmod +x ${bin}/chromium ;;`,
     `  prometheus) for b in prometheus promtool; do printf '#!/bin/sh\\n' > ${bin}/$b; /bin/chmod +x ${bin}/$b; done ;;`,
+    `  redis-server) printf '#!/bin/sh\\n' > ${bin}/redis-server; /bin/chmod +x ${bin}/redis-server ;;`,
     `esac; done; fi`,
   ].join("\n"));
   for (const name of options.present ?? []) script(join(bin, name), "exit 0");
@@ -58,16 +61,19 @@ async function ensure(env: Record<string, string>): Promise<{ code: number; stde
 }
 
 describe("test/support/ensure-test-tools.sh", () => {
-  it("finds chromium, prometheus and promtool on this machine and installs nothing", async () => {
+  it("finds chromium, prometheus, promtool and redis-server on this machine and installs nothing", async () => {
     const { bin, aptCalls } = fakeBin();
     const r = await ensure({ PATH: `${bin}:${process.env.PATH ?? "/usr/bin:/bin"}` });
     expect(r).toEqual({ code: 0, stderr: "" });
     expect(aptCalls()).toEqual([]);
   });
 
-  it("takes CHROMIUM_PATH, PROMETHEUS_PATH and PROMTOOL_PATH instead of the PATH", async () => {
-    const { bin, aptCalls } = fakeBin({ present: ["my-chromium", "my-prometheus", "my-promtool"] });
-    const r = await ensure({ PATH: bin, CHROMIUM_PATH: `${bin}/my-chromium`, PROMETHEUS_PATH: `${bin}/my-prometheus`, PROMTOOL_PATH: `${bin}/my-promtool` });
+  it("takes CHROMIUM_PATH, PROMETHEUS_PATH, PROMTOOL_PATH and REDIS_SERVER_PATH instead of the PATH", async () => {
+    const { bin, aptCalls } = fakeBin({ present: ["my-chromium", "my-prometheus", "my-promtool", "my-redis-server"] });
+    const r = await ensure({
+      PATH: bin, CHROMIUM_PATH: `${bin}/my-chromium`, PROMETHEUS_PATH: `${bin}/my-prometheus`, PROMTOOL_PATH: `${bin}/my-promtool`,
+      REDIS_SERVER_PATH: `${bin}/my-redis-server`,
+    });
     expect(r).toEqual({ code: 0, stderr: "" });
     expect(aptCalls()).toEqual([]);
   });
@@ -83,23 +89,23 @@ describe("test/support/ensure-test-tools.sh", () => {
     const { bin, aptCalls } = fakeBin();
     const r = await ensure({ PATH: bin });
     expect(r.code).toBe(0);
-    expect(r.stderr).toBe("Installing Debian's chromium prometheus for the tests (apt-get), for chromium prometheus promtool...\n");
-    expect(aptCalls()).toEqual(["update -qq", "install -y -qq --no-install-recommends chromium prometheus"]);
+    expect(r.stderr).toBe("Installing Debian's chromium prometheus redis-server for the tests (apt-get), for chromium prometheus promtool redis-server...\n");
+    expect(aptCalls()).toEqual(["update -qq", "install -y -qq --no-install-recommends chromium prometheus redis-server"]);
   });
 
   it("installs only the package that is missing", async () => {
-    const { bin, aptCalls } = fakeBin({ present: ["chromium", "prometheus"] });
+    const { bin, aptCalls } = fakeBin({ present: ["chromium", "prometheus", "redis-server"] });
     const r = await ensure({ PATH: bin });
     expect(r.code).toBe(0);
     expect(aptCalls()).toEqual(["update -qq", "install -y -qq --no-install-recommends prometheus"]);
   });
 
   it("fails, saying what to run, when it cannot install (not root, no passwordless sudo)", async () => {
-    const { bin, aptCalls } = fakeBin({ uid: 1000, present: ["chromium"] });
+    const { bin, aptCalls } = fakeBin({ uid: 1000, present: ["chromium", "redis-server"] });
     const r = await ensure({ PATH: bin });
     expect(r.code).toBe(1);
     expect(r.stderr).toBe("The tests need prometheus promtool: run 'sudo apt-get update && sudo apt-get install -y --no-install-recommends prometheus', " +
-      "or set CHROMIUM_PATH, PROMETHEUS_PATH or PROMTOOL_PATH to the programs\n");
+      "or set CHROMIUM_PATH, PROMETHEUS_PATH, PROMTOOL_PATH or REDIS_SERVER_PATH to the programs\n");
     expect(aptCalls()).toEqual([]);
   });
 
@@ -108,7 +114,7 @@ describe("test/support/ensure-test-tools.sh", () => {
     script(join(bin, "apt-get"), "exit 0"); // installs nothing
     const r = await ensure({ PATH: bin });
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/but chromium prometheus promtool still cannot be found on the PATH\n$/);
+    expect(r.stderr).toMatch(/but chromium prometheus promtool redis-server still cannot be found on the PATH\n$/);
   });
 });
 
@@ -131,5 +137,18 @@ describe("test/support/prometheus.ts", () => {
     expect(() => findTool("promtool", "PROMTOOL_PATH", { env: { PATH: "/nonexistent" }, fallback: [] }))
       .toThrow(/^promtool was not found \(PATH, no fallback\): install Debian's prometheus package .*, or set PROMTOOL_PATH$/);
     expect(() => findTool("prometheus", "PROMETHEUS_PATH", { env: { PROMETHEUS_PATH: "/etc" } })).toThrow("PROMETHEUS_PATH=/etc is not an executable file");
+  });
+});
+
+describe("test/support/redis.ts", () => {
+  it("finds Debian's redis-server, and it runs", async () => {
+    const { stdout } = await run(redisServerPath(), ["--version"]);
+    expect(stdout).toMatch(/^Redis server v=7\./);
+  });
+
+  it("names REDIS_SERVER_PATH and the package when redis-server is missing or the override is wrong", () => {
+    expect(() => redisServerPath({ env: { PATH: "/nonexistent" }, fallback: [] }))
+      .toThrow(/^redis-server was not found .*install Debian's redis-server package .*, or set REDIS_SERVER_PATH$/);
+    expect(() => redisServerPath({ env: { REDIS_SERVER_PATH: "/etc" } })).toThrow("REDIS_SERVER_PATH=/etc is not an executable file");
   });
 });
