@@ -15,6 +15,7 @@ TOOLS=(
   "PROMETHEUS_PATH prometheus prometheus"
   "PROMTOOL_PATH promtool prometheus"
   "REDIS_SERVER_PATH redis-server redis-server"
+  "OPENSSL_PATH openssl openssl"
 )
 
 # Prints "command package" for each program that is missing; fails on an override that is not executable.

@@ -3,14 +3,14 @@
 // 127.0.0.1 port with persistence off, so a test never touches a shared Redis
 // and leaves nothing on disk. Tests fail, never skip, when it is not there.
 
-import { spawn, type ChildProcess } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import net from "node:net";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import tls from "node:tls";
 import { afterEach } from "vitest";
 import { freePort } from "./free-port.js";
-import { ROOT } from "./node-child.js";
 import { findTool, type ToolSearch } from "./prometheus.js";
 
 /** The redis-server binary: REDIS_SERVER_PATH, else `redis-server` on the PATH, else /usr/bin/redis-server. */
@@ -26,13 +26,23 @@ export function redisServerPath(search?: ToolSearch): string {
 }
 
 /**
- * A self-signed certificate for 127.0.0.1 (valid until 2126), made once with
- * `openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 36500
- * -subj "/CN=gatewayz test redis" -addext "subjectAltName=IP:127.0.0.1,DNS:localhost"`,
- * so the TLS tests need no openssl at run time. A test key, guarding nothing.
+ * A self-signed certificate for 127.0.0.1, made by openssl (which `npm test`
+ * installs when missing) on first use into a temporary directory: no private
+ * key lives in the repository, even a test one.
  */
-const TLS_DIR = join(ROOT, "test/fixtures/redis-tls");
-export const TEST_REDIS_CA = (): string => readFileSync(join(TLS_DIR, "cert.pem"), "utf8");
+let tlsDir: string | undefined;
+function testTlsDir(): string {
+  if (tlsDir) return tlsDir;
+  const dir = mkdtempSync(join(tmpdir(), "gatewayz-redis-tls-"));
+  execFileSync(findTool("openssl", "OPENSSL_PATH"), [
+    "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+    "-subj", "/CN=gatewayz test redis", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+    "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem"),
+  ], { stdio: "ignore" });
+  process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
+  return (tlsDir = dir);
+}
+export const TEST_REDIS_CA = (): string => readFileSync(join(testTlsDir(), "cert.pem"), "utf8");
 
 export interface TestRedis {
   /** redis://[:password@]127.0.0.1:port, or rediss:// with `tls` (trust TEST_REDIS_CA). */
@@ -61,7 +71,7 @@ export async function startRedis(options: { requirepass?: string; tls?: boolean 
   const port = await freePort();
   const binary = redisServerPath();
   const listen = options.tls
-    ? ["--port", "0", "--tls-port", String(port), "--tls-cert-file", join(TLS_DIR, "cert.pem"), "--tls-key-file", join(TLS_DIR, "key.pem"),
+    ? ["--port", "0", "--tls-port", String(port), "--tls-cert-file", join(testTlsDir(), "cert.pem"), "--tls-key-file", join(testTlsDir(), "key.pem"),
       "--tls-auth-clients", "no"]
     : ["--port", String(port)];
   const args = [...listen, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no",

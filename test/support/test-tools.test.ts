@@ -23,9 +23,11 @@ afterEach(() => {
 });
 
 /**
- * A bin directory holding `id` (the real one, or one that says `uid`) and an
- * `apt-get` that appends its arguments to apt.log and, on install, puts the
- * packages' programs into the same directory, as the real packages would.
+ * A bin directory holding `id` (the real one, or one that says `uid`), an
+ * `openssl` (present, as on most machines: the others stand for the missing
+ * programs) and an `apt-get` that appends its arguments to apt.log and, on
+ * install, puts the packages' programs into the same directory, as the real
+ * packages would.
  */
 function fakeBin(options: { uid?: number; present?: string[] } = {}): { bin: string; aptCalls: () => string[] } {
   const bin = mkdtempSync(join(tmpdir(), "gatewayz-tools-"));
@@ -33,6 +35,7 @@ function fakeBin(options: { uid?: number; present?: string[] } = {}): { bin: str
   const log = join(bin, "apt.log");
   if (options.uid === undefined) symlinkSync("/usr/bin/id", join(bin, "id"));
   else script(join(bin, "id"), `echo ${options.uid}`);
+  script(join(bin, "openssl"), "");
   script(join(bin, "apt-get"), [
     `printf '%s\\n' "$*" >> ${log}`,
     `if [ "$1" = install ]; then for p in "$@"; do case "$p" in`,
