@@ -9,7 +9,8 @@ import type { CatalogModel } from "./catalog.js";
 import { NO_USAGE, type TokenUsage } from "./usage.js";
 
 export type Protocol = "openai" | "grpc" | "grpc-web" | "connect";
-export type UsageStatus = "ok" | "error" | "cancelled" | "rejected";
+/** cached: answered from the response cache (src/cache/), no upstream call. */
+export type UsageStatus = "ok" | "cached" | "error" | "cancelled" | "rejected";
 
 export interface MeterResult {
   status: UsageStatus;
@@ -17,6 +18,8 @@ export interface MeterResult {
   usage?: TokenUsage;
   costPico?: bigint;
   estimated?: boolean;
+  /** Status cached: what the replayed answer cost when it was made. */
+  savedPico?: bigint;
   /** The upstream's finish reason and model, for the trace. */
   finishReason?: string;
   responseModel?: string;
@@ -41,7 +44,7 @@ const OUTCOME_OF_KIND: Readonly<Record<string, Outcome>> = {
 };
 
 export function outcomeOf(status: UsageStatus, errorKind: string | undefined): Outcome {
-  if (status === "ok") return "ok";
+  if (status === "ok" || status === "cached") return "ok";
   if (status === "cancelled") return "cancelled";
   return (errorKind && OUTCOME_OF_KIND[errorKind]) || "client_error";
 }
@@ -139,6 +142,7 @@ export class RequestMeter {
         clamped: u.clamped ?? false,
         requestId: telemetry?.requestId ?? null,
         operation: this.request.operation ?? "chat",
+        savedPico: r.savedPico ?? 0n,
       });
     } catch (err) {
       this.log.error(`usage record lost: ${err instanceof Error ? err.message : String(err)}`);

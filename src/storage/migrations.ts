@@ -113,4 +113,12 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX responses_expires ON responses(expires_at);
   `,
+  // 8: the response cache (src/cache/). A request answered from the cache
+  // has status 'cached', the tokens of the answer it replayed, cost 0, and
+  // in saved_pico what that answer cost when it was made. api_keys.cache is
+  // a key's own setting ('off'), NULL for the gateway's (CACHE).
+  `
+  ALTER TABLE usage ADD COLUMN saved_pico INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE api_keys ADD COLUMN cache TEXT CHECK (cache IN ('off', 'on'));
+  `,
 ];

@@ -28,10 +28,10 @@ export interface UsageWriter {
 export function createUsageWriter(db: Db, onLost: LostRows): UsageWriter {
   const insert = db.prepare(`INSERT INTO usage (ts, key_id, user_id, protocol, requested_model, model, upstream_model,
     provider, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, cost_pico, latency_ms, ttft_ms,
-    status, error_kind, estimated, attempts, usage_clamped, request_id, operation) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
+    status, error_kind, estimated, attempts, usage_clamped, request_id, operation, saved_pico) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
   const run = (r: UsageRecord) => insert.run(r.ts, r.keyId, r.userId, r.protocol, r.requestedModel, r.model, r.upstreamModel,
     r.provider, r.promptTokens, r.completionTokens, r.cachedTokens, r.reasoningTokens, r.costPico, r.latencyMs, r.ttftMs,
-    r.status, r.errorKind, r.estimated ? 1 : 0, r.attempts, r.clamped ? 1 : 0, r.requestId ?? null, r.operation ?? "chat");
+    r.status, r.errorKind, r.estimated ? 1 : 0, r.attempts, r.clamped ? 1 : 0, r.requestId ?? null, r.operation ?? "chat", r.savedPico ?? 0n);
 
   const writeAll = db.transaction((rows: readonly UsageRecord[]) => {
     for (const r of rows) run(r);

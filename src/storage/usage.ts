@@ -22,7 +22,7 @@ export interface UsageRecord {
   costPico: bigint;
   latencyMs: number;
   ttftMs: number | null;
-  /** ok | error | cancelled | rejected */
+  /** ok | cached | error | cancelled | rejected */
   status: string;
   errorKind: string | null;
   /** Token counts came from our tokenizer, not from the provider. */
@@ -34,6 +34,8 @@ export interface UsageRecord {
   requestId?: string | null;
   /** What was asked for: chat (the default), responses or embeddings. */
   operation?: Operation;
+  /** Status cached: what the replayed answer cost when it was made (the row's own cost is 0). */
+  savedPico?: bigint;
 }
 
 /** The kinds of request a usage row can record. */
