@@ -151,7 +151,7 @@ export class RequestMeter {
     const provider = this.provider ?? "none";
     this.observer.chatFinished({
       protocol: this.protocol, operation: this.request.operation ?? "chat", model, provider, outcome: outcomeOf(r.status, r.errorKind),
-      latencyMs, ttftMs, usage: u, costPico, streamed: this.request.streamed,
+      latencyMs, ttftMs, usage: u, costPico, savedPico: r.savedPico, streamed: this.request.streamed,
     });
     if (!telemetry) return;
     const f = telemetry.facts;

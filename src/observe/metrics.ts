@@ -193,6 +193,7 @@ export function createMetrics(deps: MetricsDeps): Metrics {
       attemptFinished: (provider, seconds, outcome) => attempts.observe({ provider, outcome }, seconds),
       failover: (from, to) => failovers.inc({ from, to }),
       limiterRefused: (dimension, scope) => limiterRefusals.inc({ dimension, scope }),
+      cacheLookup: () => {},
       streamStarted() {
         streams++;
         let ended = false;

@@ -21,8 +21,13 @@ export interface FinishedChat {
   readonly ttftMs: number | undefined;
   readonly usage: TokenUsage;
   readonly costPico: bigint;
+  /** Answered from the cache: what the replayed answer cost when it was made. */
+  readonly savedPico?: bigint | undefined;
   readonly streamed: boolean;
 }
+
+/** What a cache lookup came to: served from it, not found, skipped (CACHE=off, no-store, no-cache), served from an identical request in flight, or the store failed (a miss). */
+export type CacheOutcome = "hit" | "miss" | "bypass" | "coalesced" | "error";
 
 export interface Observer {
   /** A chat request's usage row was written. */
@@ -35,6 +40,8 @@ export interface Observer {
   limiterRefused(dimension: string, scope: string): void;
   /** A stream to a client began; the returned function ends it (streams in flight). */
   streamStarted(): () => void;
+  /** A request's cache lookup (src/cache/), by operation (chat, embeddings). */
+  cacheLookup(operation: string, outcome: CacheOutcome): void;
 }
 
 const NOTHING = () => {};
@@ -45,4 +52,5 @@ export const NO_OBSERVER: Observer = {
   failover: NOTHING,
   limiterRefused: NOTHING,
   streamStarted: () => NOTHING,
+  cacheLookup: NOTHING,
 };
