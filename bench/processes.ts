@@ -178,6 +178,8 @@ export async function startGateway(env: GatewayEnv, key: string, extra: GatewayO
       ALIBABA_CLOUD_API_KEY: "sk-bench",
       ALIBABA_CLOUD_BASE_URL: `http://127.0.0.1:${env.fakePort}/v1`,
       RATE_LIMITS_KEY: "rpm=0,concurrent=0",
+      // The load repeats one request: with the cache on every request after the first would be a hit.
+      CACHE: "off",
       ...extra.env,
     },
   }));

@@ -31,6 +31,7 @@ import { openDb, type Db } from "./storage/db.js";
 import { createKeyStore } from "./storage/keys.js";
 import { createLimitStore } from "./storage/limits.js";
 import { createResponseStore, sweepResponses } from "./storage/responses.js";
+import { openAnswerCache } from "./cache/answer-cache.js";
 import { createUsageStore, type UsageStore } from "./storage/usage.js";
 import { createWriteCheck } from "./storage/write-check.js";
 
@@ -104,8 +105,10 @@ export async function startApp(config: Config, baseLog: Logger, options: AppOpti
   }) : undefined;
   const observer: Observer = metrics?.observer ?? NO_OBSERVER;
   const metricsRoute = metrics && createMetricsRoute(options.metrics?.(metrics) ?? metrics, log);
+  // The response cache (src/cache/): the embedded SQLite file, or Redis with REDIS_URL; none with CACHE=off.
+  const cache = config.cache.enabled ? openAnswerCache(config.cache, log) : undefined;
   const gateway = createGateway({
-    catalog, prices, providers, log, auth, observer,
+    catalog, prices, providers, log, auth, observer, cache,
     usage: config.recordUsage ? usage : withoutRecording(usage),
     quota: options.quota?.(policy) ?? localQuota(createLimiter(policy), createBudgets(policy, usage)),
     failover: { breakers, budgetMs: config.failover.budgetMs, retryAfterCapMs: config.failover.retryAfterCapMs, log },
@@ -137,6 +140,7 @@ export async function startApp(config: Config, baseLog: Logger, options: AppOpti
     process.off("exit", flushOnExit);
     stopReadiness();
     stopSweeping();
+    await cache?.close();
     db.close();
     await tracer.shutdown();
     throw err;
@@ -192,6 +196,7 @@ export async function startApp(config: Config, baseLog: Logger, options: AppOpti
     process.off("exit", flushOnExit);
     stopReadiness();
     stopSweeping();
+    await cache?.close().catch((err: unknown) => log.warn(`cache: could not close: ${err instanceof Error ? err.message : String(err)}`));
     usage.close();
     db.close();
     // The spans of the last requests, ended during the drain.

@@ -1,3 +1,4 @@
+import { cacheConfig, type CacheConfig } from "./cache/cache-config.js";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { definedOnly, flag, headers, integer, list, onOff, positive, readEnvFile, type Env } from "./config-values.js";
@@ -112,6 +113,8 @@ export interface Config {
   readonly usageBufferRows: number;
   /** RESPONSES_TTL_DAYS: how long a stored Responses API response is kept (OpenAI keeps them 30 days). */
   readonly responsesTtlDays: number;
+  /** The response cache: CACHE, CACHE_TTL_S, CACHE_SCOPE, CACHE_MAX_BYTES, CACHE_MAX_ENTRY_BYTES, CACHE_PATH, REDIS_URL, REDIS_TIMEOUT_MS. */
+  readonly cache: CacheConfig;
   readonly server: ServerLimits;
 }
 
@@ -143,6 +146,7 @@ export function loadConfig(env: Env = process.env): Config {
   const logFormat = merged.LOG_FORMAT ?? "text";
   if (logFormat !== "text" && logFormat !== "json") throw new Error(`LOG_FORMAT must be text or json, got ${logFormat}`);
   const metricsPort = merged.METRICS_PORT === undefined || merged.METRICS_PORT === "" ? undefined : integer(merged, "METRICS_PORT", 0);
+  const databasePath = merged.DATABASE_PATH || join(installation().root, "data", "gatewayz.db");
   return Object.freeze({
     host: merged.HOST ?? "127.0.0.1",
     port: integer(merged, "PORT", 8000),
@@ -154,7 +158,7 @@ export function loadConfig(env: Env = process.env): Config {
     otel: otelVariables(merged),
     providers: PROVIDERS.map((row) => providerConfig(row, merged, defaultTimeouts)),
     failover: failoverConfig(merged),
-    databasePath: merged.DATABASE_PATH || join(installation().root, "data", "gatewayz.db"),
+    databasePath,
     limits: Object.freeze({
       key: limitDefaults(merged, "RATE_LIMITS_KEY", { rpm: 600, tpm: 0, rpd: 0, concurrent: 64 }),
       user: limitDefaults(merged, "RATE_LIMITS_USER", { rpm: 0, tpm: 0, rpd: 0, concurrent: 0 }),
@@ -165,6 +169,7 @@ export function loadConfig(env: Env = process.env): Config {
     workers: Math.max(1, integer(merged, "WORKERS", 1)),
     usageBufferRows: integer(merged, "USAGE_BUFFER_ROWS", 10_000),
     responsesTtlDays: responsesTtlDays(merged),
+    cache: cacheConfig(merged, databasePath),
     server: serverLimits(merged),
   });
 }

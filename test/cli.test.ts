@@ -94,9 +94,9 @@ describe.concurrent("gatewayz CLI", { timeout: 60_000 }, () => {
     const b = await json("keys", "create", "--user", "bob", "--name", "laptop");
     const list = await cli("keys", "list");
     const [header, ...lines] = list.stdout.trimEnd().split("\n");
-    expect(header).toMatch(/^id\s+user\s+name\s+kind\s+display\s+created\s+status$/);
+    expect(header).toMatch(/^id\s+user\s+name\s+kind\s+display\s+created\s+cache\s+status$/);
     expect(lines).toHaveLength(2);
-    expect(lines[0]).toMatch(new RegExp(`^${a.id}\\s+alice\\s+ci\\s+client\\s+${a.display}\\s+\\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z\\s+active$`));
+    expect(lines[0]).toMatch(new RegExp(`^${a.id}\\s+alice\\s+ci\\s+client\\s+${a.display}\\s+\\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z\\s+default\\s+active$`));
     expect(lines[1]).toContain(b.display);
     expect(list.stdout).not.toContain(a.key);
     expect(list.stdout).not.toContain(b.key);
@@ -133,6 +133,32 @@ describe.concurrent("gatewayz CLI", { timeout: 60_000 }, () => {
     expect(shown.limits).toEqual(old.limits);
     expect(shown.budget).toEqual(old.budget);
     expect(await cli("keys", "rotate", old.id)).toMatchObject({ code: 1, stderr: `gatewayz: no active key with id '${old.id}'\n` });
+  });
+
+  it("sets a key's own cache setting at creation and later, back to the gateway's with 'default'; rotation keeps it", async ({ expect }) => {
+    const { json, cli } = fresh();
+    const off = await json("keys", "create", "--user", "alice", "--name", "ci", "--cache", "off");
+    expect(off).toMatchObject({ cache: "off" });
+    const plain = await cli("keys", "create", "--user", "alice", "--name", "laptop");
+    expect(plain.stdout).not.toMatch(/^cache /m); // nothing to say for the gateway's setting
+    const plainId = /^id +(\S+)$/m.exec(plain.stdout)![1]!;
+    expect((await json("keys", "list")).map((k: { cache: string }) => k.cache)).toEqual(["off", "default"]);
+    expect((await cli("keys", "list")).stdout).toMatch(new RegExp(`^${off.id}\\s.*\\soff +active$`, "m"));
+
+    expect(await cli("keys", "cache", plainId, "on")).toMatchObject({ code: 0, stdout: `cache on for ${plainId} (alice/laptop)\n` });
+    expect(await json("keys", "cache", off.id, "default")).toMatchObject({ id: off.id, cache: "default" });
+    expect((await json("keys", "list")).map((k: { cache: string }) => k.cache)).toEqual(["default", "on"]);
+
+    const rotated = await json("keys", "rotate", plainId);
+    expect(rotated).toMatchObject({ cache: "on", replaces: plainId });
+    expect(await cli("keys", "cache", plainId, "off")).toMatchObject({ code: 1, stderr: `gatewayz: no active key with id '${plainId}'\n` });
+    expect(await cli("keys", "cache", "key_nope", "off")).toMatchObject({ code: 1, stderr: "gatewayz: no active key with id 'key_nope'\n" });
+    expect(await cli("keys", "cache", off.id, "maybe")).toMatchObject({
+      code: 2, stderr: expect.stringMatching(/^gatewayz: the setting is one of off, on, default, got 'maybe'\nusage: gatewayz keys cache <key-id> off\|on\|default/),
+    });
+    expect(await cli("keys", "create", "--user", "a", "--name", "b", "--cache", "yes")).toMatchObject({
+      code: 2, stderr: expect.stringMatching(/^gatewayz: --cache must be one of off, on, default, got 'yes'\n/),
+    });
   });
 
   it("sets and shows limits; 'default' goes back to the configured default", async ({ expect }) => {
@@ -176,36 +202,39 @@ describe.concurrent("gatewayz CLI", { timeout: 60_000 }, () => {
     const store = openDb(db);
     const userId = store.prepare<[], { id: string }>("SELECT id FROM users").get()!.id;
     const usage = createUsageStore(store);
-    const row = (ts: string, model: string, prompt: number, completion: number, costPico: bigint, status = "ok"): UsageRecord => ({
+    const row = (ts: string, model: string, prompt: number, completion: number, costPico: bigint, status = "ok", savedPico = 0n): UsageRecord => ({
       ts: Date.parse(ts), keyId: k.id, userId, protocol: "openai", requestedModel: model, model, upstreamModel: model, provider: "alibaba-cloud",
       promptTokens: prompt, completionTokens: completion, cachedTokens: 0, reasoningTokens: 0, costPico, latencyMs: 5, ttftMs: null,
-      status, errorKind: status === "ok" ? null : "upstream_error", estimated: false, attempts: 1,
+      status, errorKind: status === "ok" || status === "cached" ? null : "upstream_error", estimated: false, attempts: 1, savedPico,
     });
     usage.insert(row("2026-01-01T10:00:00Z", "qwen-plus", 1000, 500, 1_400_000_000n));
     usage.insert(row("2026-01-01T23:59:59Z", "qwen-max", 10, 0, 16_000_000n, "error"));
     usage.insert(row("2026-01-02T00:00:00Z", "qwen-plus", 1, 1, 1_600_000n));
     usage.insert(row("2026-01-03T12:00:00Z", "qwen-max", 2_000_000, 3, 3_200_000_000_001n));
+    // Two answers from the cache: cost 0, what the first answer cost saved; neither is an error.
+    usage.insert(row("2026-01-01T11:00:00Z", "qwen-plus", 1000, 500, 0n, "cached", 1_400_000_000n));
+    usage.insert(row("2026-01-01T12:00:00Z", "qwen-plus", 1000, 500, 0n, "cached", 1_400_000_000n));
     usage.flush();
     store.close();
 
     const byModel = await cli("usage", "--by", "model");
     const lines = byModel.stdout.trimEnd().split("\n").map((l) => l.split(/\s{2,}/));
     expect(lines).toEqual([
-      ["model", "requests", "errors", "prompt tokens", "completion tokens", "cost (USD)"],
-      ["qwen-max", "2", "1", "2000010", "3", "3.200016000001"],
-      ["qwen-plus", "2", "0", "1001", "501", "0.0014016"],
-      ["total", "4", "1", "2001011", "504", "3.201417600001"],
+      ["model", "requests", "errors", "hits", "hit ratio", "prompt tokens", "completion tokens", "cost (USD)", "saved (USD)"],
+      ["qwen-max", "2", "1", "0", "0.0%", "2000010", "3", "3.200016000001", "0"],
+      ["qwen-plus", "4", "0", "2", "50.0%", "3001", "1501", "0.0014016", "0.0028"],
+      ["total", "6", "1", "2", "33.3%", "2003011", "1504", "3.201417600001", "0.0028"],
     ]);
 
     const byDay = await json("usage", "--by", "day", "--since", "2026-01-01", "--until", "2026-01-02");
     expect(byDay.rows).toEqual([
-      { group: "2026-01-01", requests: 2, errors: 1, promptTokens: 1010, completionTokens: 500, costUsd: "0.001416" },
-      { group: "2026-01-02", requests: 1, errors: 0, promptTokens: 1, completionTokens: 1, costUsd: "0.0000016" },
+      { group: "2026-01-01", requests: 4, errors: 1, cached: 2, hitRatio: 0.5, promptTokens: 3010, completionTokens: 1500, costUsd: "0.001416", savedUsd: "0.0028" },
+      { group: "2026-01-02", requests: 1, errors: 0, cached: 0, hitRatio: 0, promptTokens: 1, completionTokens: 1, costUsd: "0.0000016", savedUsd: "0" },
     ]);
-    expect(byDay.total).toEqual({ requests: 3, errors: 1, promptTokens: 1011, completionTokens: 501, costUsd: "0.0014176" });
+    expect(byDay.total).toEqual({ requests: 5, errors: 1, cached: 2, hitRatio: 0.4, promptTokens: 3011, completionTokens: 1501, costUsd: "0.0014176", savedUsd: "0.0028" });
 
     const byUser = await cli("usage", "--by", "user", "--user", "alice");
-    expect(byUser.stdout).toMatch(/^alice +4 +1 +2001011 +504 +3\.201417600001$/m);
+    expect(byUser.stdout).toMatch(/^alice +6 +1 +2 +33\.3% +2003011 +1504 +3\.201417600001 +0\.0028$/m);
   });
 
   it("prints user and key names escaped: control characters never reach the terminal as themselves", async ({ expect }) => {
@@ -318,6 +347,7 @@ describe.concurrent("gatewayz CLI", { timeout: 60_000 }, () => {
     };
     usage.insert(base);
     usage.insert({ ...base, requestId: "req-2", status: "error", errorKind: "upstream_timeout", attempts: 2, estimated: true, ttftMs: null });
+    usage.insert({ ...base, requestId: "req-3", status: "cached", costPico: 0n, savedPico: 660_000_000n, latencyMs: 2, ttftMs: 1 });
     usage.flush();
     store.close();
 
@@ -342,9 +372,13 @@ describe.concurrent("gatewayz CLI", { timeout: 60_000 }, () => {
     expect(two).toEqual([{
       ts: base.ts, time: "2026-01-01T10:00:00.000Z", requestId: "req-2", keyId: k.id, userName: "alice", protocol: "openai", requestedModel: "qwen-3-30b",
       model: "qwen-3-30b-a3b-instruct", upstreamModel: "qwen3-30b-a3b-instruct-2507", provider: "alibaba-cloud", promptTokens: 12, completionTokens: 40,
-      cachedTokens: 2, reasoningTokens: 0, costUsd: "0.00066", latencyMs: 412.5, ttftMs: null, status: "error", errorKind: "upstream_timeout",
+      cachedTokens: 2, reasoningTokens: 0, costUsd: "0.00066", savedUsd: "0", latencyMs: 412.5, ttftMs: null, status: "error", errorKind: "upstream_timeout",
       estimated: true, clamped: false, attempts: 2, operation: "chat",
     }]);
+    const hit = await cli("usage", "--request-id", "req-3");
+    expect(hit.stdout).toContain("status    cached\n");
+    expect(hit.stdout).toContain("cost      0 USD (answered from the cache; saved 0.00066 USD)\n");
+    expect(await json("usage", "--request-id", "req-3")).toMatchObject([{ status: "cached", costUsd: "0", savedUsd: "0.00066" }]);
     expect(await cli("usage", "--request-id", "nope")).toEqual({ code: 1, stdout: "", stderr: "gatewayz: no usage row with request id 'nope'\n" });
     expect(await cli("usage", "--request-id", "req-1", "--by", "model")).toMatchObject({
       code: 2, stderr: expect.stringMatching(/^gatewayz: --request-id shows one request; it does not combine with --by\nusage: gatewayz usage /),

@@ -49,11 +49,17 @@ export function keyStatus(k: KeyRecord): string {
   return k.revokedAt === null ? "active" : "revoked";
 }
 
+/** A key's cache setting as the CLI takes it: off, on, or default (the gateway's CACHE). */
+export function cacheWord(k: KeyRecord): "off" | "on" | "default" {
+  return k.cache ?? "default";
+}
+
 export function keyJson(k: KeyRecord) {
   return {
     id: k.id, user: k.userName, name: k.name, kind: k.kind, display: k.display,
     created: iso(k.createdAt), status: k.replacedBy !== null ? "rotated" : k.revokedAt === null ? "active" : "revoked",
     revoked: k.revokedAt === null ? null : iso(k.revokedAt), replacedBy: k.replacedBy,
+    cache: cacheWord(k),
   };
 }
 

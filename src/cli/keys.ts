@@ -1,7 +1,9 @@
 import type { CreatedKey } from "../storage/keys.js";
-import { LIMIT_OPTIONS, limitValues, optional, required } from "./args.js";
-import { iso, keyJson, keyStatus, printable, table, viewJson } from "./format.js";
-import type { CommandSpec, Context, Output } from "./spec.js";
+import { choice, LIMIT_OPTIONS, limitValues, optional, required } from "./args.js";
+import { cacheWord, iso, keyJson, keyStatus, printable, table, viewJson } from "./format.js";
+import { UsageError, type CommandSpec, type Context, type Output } from "./spec.js";
+
+const CACHE_SETTINGS = ["off", "on", "default"] as const;
 
 /** The one time a key is ever shown. */
 function shownOnce(ctx: Context, created: CreatedKey, replaces?: string): Output {
@@ -12,13 +14,14 @@ function shownOnce(ctx: Context, created: CreatedKey, replaces?: string): Output
     `id    ${k.id}`,
     `user  ${printable(k.userName)}`,
     `name  ${printable(k.name)} (${k.kind})`,
+    ...(k.cache ? [`cache ${k.cache}`] : []),
     ...(replaces ? [`replaces ${replaces}, now revoked`] : []),
     "",
     "Store this key now: it will not be shown again (Gatewayz keeps only its hash).",
   ];
   return {
     text: lines.join("\n") + "\n",
-    json: { key: created.key, id: k.id, user: k.userName, name: k.name, kind: k.kind, display: k.display, ...viewJson(view), ...(replaces ? { replaces } : {}) },
+    json: { key: created.key, id: k.id, user: k.userName, name: k.name, kind: k.kind, display: k.display, cache: cacheWord(k), ...viewJson(view), ...(replaces ? { replaces } : {}) },
   };
 }
 
@@ -26,18 +29,19 @@ export const KEY_COMMANDS: readonly CommandSpec[] = [
   {
     words: ["keys", "create"],
     args: [],
-    usage: "--user NAME --name NAME [--admin] [--rpm N] [--tpm N] [--rpd N] [--concurrent N] [--budget-usd X] [--budget-period total|month]",
-    summary: "create a key and print it, once",
-    options: { user: { type: "string" }, name: { type: "string" }, admin: { type: "boolean" }, ...LIMIT_OPTIONS, "budget-usd": { type: "string" }, "budget-period": { type: "string" } },
+    usage: "--user NAME --name NAME [--admin] [--rpm N] [--tpm N] [--rpd N] [--concurrent N] [--budget-usd X] [--budget-period total|month] [--cache off|on]",
+    summary: "create a key and print it, once; --cache sets the key's own response-cache setting (default: the gateway's CACHE)",
+    options: { user: { type: "string" }, name: { type: "string" }, admin: { type: "boolean" }, ...LIMIT_OPTIONS, "budget-usd": { type: "string" }, "budget-period": { type: "string" }, cache: { type: "string" } },
     parse({ values }) {
       const user = required(values, "user");
       const name = required(values, "name");
       const budgetUsd = optional(values, "budget-usd");
       const budgetPeriod = optional(values, "budget-period");
+      const cache = choice(values, "cache", CACHE_SETTINGS);
       // A new key has no row yet, so `default` is the same as leaving the flag out.
       const l = limitValues(values);
       const options = {
-        user, name, kind: values.admin ? "admin" as const : "client" as const, budgetUsd, budgetPeriod,
+        user, name, kind: values.admin ? "admin" as const : "client" as const, budgetUsd, budgetPeriod, cache,
         rpm: l.rpm ?? undefined, tpm: l.tpm ?? undefined, rpd: l.rpd ?? undefined, concurrent: l.concurrent ?? undefined,
       };
       return (ctx) => shownOnce(ctx, ctx.accounts.createKey(options));
@@ -54,9 +58,9 @@ export const KEY_COMMANDS: readonly CommandSpec[] = [
       const filter = { user: optional(values, "user"), includeRevoked: values.all === true };
       return (ctx) => {
         const keys = ctx.accounts.listKeys(filter);
-        const rows = keys.map((k) => [k.id, k.userName, k.name, k.kind, k.display, iso(k.createdAt), keyStatus(k)]);
+        const rows = keys.map((k) => [k.id, k.userName, k.name, k.kind, k.display, iso(k.createdAt), cacheWord(k), keyStatus(k)]);
         return {
-          text: rows.length ? table(["id", "user", "name", "kind", "display", "created", "status"], rows) : "no keys\n",
+          text: rows.length ? table(["id", "user", "name", "kind", "display", "created", "cache", "status"], rows) : "no keys\n",
           json: keys.map(keyJson),
         };
       };
@@ -85,6 +89,22 @@ export const KEY_COMMANDS: readonly CommandSpec[] = [
     options: {},
     parse({ args: [id] }) {
       return (ctx) => shownOnce(ctx, ctx.accounts.rotateKey(id!), id!);
+    },
+  },
+  {
+    words: ["keys", "cache"],
+    existingDatabase: true,
+    args: ["key-id", "setting"],
+    usage: "<key-id> off|on|default",
+    summary: "set a key's own response-cache setting: off, on, or default (the gateway's CACHE); the gateway applies it on the key's next request",
+    options: {},
+    parse({ args: [id, setting] }) {
+      const chosen = CACHE_SETTINGS.find((c) => c === setting);
+      if (!chosen) throw new UsageError(`the setting is one of ${CACHE_SETTINGS.join(", ")}, got '${setting}'`);
+      return (ctx) => {
+        const k = ctx.accounts.setKeyCache(id!, chosen);
+        return { text: `cache ${cacheWord(k)} for ${k.id} (${printable(k.userName)}/${printable(k.name)})\n`, json: keyJson(k) };
+      };
     },
   },
 ];

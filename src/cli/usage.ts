@@ -8,8 +8,13 @@ import { UsageError, type CommandSpec, type Context, type Output } from "./spec.
 const GROUPS: readonly UsageGroup[] = ["key", "user", "model", "day"];
 const DAY_MS = 86_400_000;
 
+/** Hits over all requests of the group, 0 to 1; null for a group without requests. */
+const hitRatio = (r: Omit<UsageSummaryRow, "group">): number | null => (r.requests === 0 ? null : r.cached / r.requests);
+const percent = (ratio: number | null) => (ratio === null ? "-" : `${(Math.round(ratio * 1000) / 10).toFixed(1)}%`);
+
 const numbers = (r: Omit<UsageSummaryRow, "group">) => ({
-  requests: r.requests, errors: r.errors, promptTokens: r.promptTokens, completionTokens: r.completionTokens, costUsd: formatUsd(r.costPico),
+  requests: r.requests, errors: r.errors, cached: r.cached, hitRatio: hitRatio(r),
+  promptTokens: r.promptTokens, completionTokens: r.completionTokens, costUsd: formatUsd(r.costPico), savedUsd: formatUsd(r.savedPico),
 });
 
 const SUMMARY_FLAGS = ["by", "since", "until", "user", "key"] as const;
@@ -27,7 +32,7 @@ function rowText(r: UsageRowView): string {
     ["provider", `${r.provider ?? "-"}, ${r.attempts} attempt${r.attempts === 1 ? "" : "s"}`],
     ["status", r.errorKind ? `${r.status} (${r.errorKind})` : r.status],
     ["tokens", `${r.promptTokens} prompt (${r.cachedTokens} cached), ${r.completionTokens} completion (${r.reasoningTokens} reasoning)${flags && `, ${flags}`}`],
-    ["cost", `${formatUsd(r.costPico)} USD`],
+    ["cost", r.status === "cached" ? `${formatUsd(r.costPico)} USD (answered from the cache; saved ${formatUsd(r.savedPico)} USD)` : `${formatUsd(r.costPico)} USD`],
     ["latency", `${ms(r.latencyMs)}, first token ${ms(r.ttftMs)}`],
   ];
   return lines.map(([k, v]) => `${k.padEnd(9)} ${printable(v)}`).join("\n") + "\n";
@@ -38,7 +43,7 @@ function requestRows(ctx: Context, requestId: string): Output {
   if (rows.length === 0) throw new Error(`no usage row with request id '${printable(requestId)}'`);
   return {
     text: rows.map(rowText).join("\n"),
-    json: rows.map(({ costPico, ...r }) => ({ ...r, time: iso(r.ts), costUsd: formatUsd(costPico) })),
+    json: rows.map(({ costPico, savedPico, ...r }) => ({ ...r, time: iso(r.ts), costUsd: formatUsd(costPico), savedUsd: formatUsd(savedPico) })),
   };
 }
 
@@ -48,7 +53,7 @@ export const USAGE_COMMANDS: readonly CommandSpec[] = [
     args: [],
     existingDatabase: true,
     usage: "[--by key|user|model|day] [--since YYYY-MM-DD] [--until YYYY-MM-DD] [--user NAME] [--key ID] | --request-id ID",
-    summary: "requests, errors, tokens and exact cost, grouped by key unless --by says otherwise; days are UTC, both ends included; " +
+    summary: "requests, errors, cache hits (with the hit ratio and the cost they saved), tokens and exact cost, grouped by key unless --by says otherwise; days are UTC, both ends included; " +
       "--request-id shows the row of one request (its x-request-id)",
     options: {
       by: { type: "string" }, since: { type: "string" }, until: { type: "string" }, user: { type: "string" }, key: { type: "string" },
@@ -71,11 +76,12 @@ export const USAGE_COMMANDS: readonly CommandSpec[] = [
         // Users are stored by id; operators know them by name.
         const names = by === "user" ? new Map(ctx.accounts.listKeys({ includeRevoked: true }).map((k) => [k.userId, k.userName])) : undefined;
         const cells = (group: string, r: Omit<UsageSummaryRow, "group">) =>
-          [group, String(r.requests), String(r.errors), String(r.promptTokens), String(r.completionTokens), formatUsd(r.costPico)];
+          [group, String(r.requests), String(r.errors), String(r.cached), percent(hitRatio(r)),
+            String(r.promptTokens), String(r.completionTokens), formatUsd(r.costPico), formatUsd(r.savedPico)];
         const text = table(
-          [by, "requests", "errors", "prompt tokens", "completion tokens", "cost (USD)"],
+          [by, "requests", "errors", "hits", "hit ratio", "prompt tokens", "completion tokens", "cost (USD)", "saved (USD)"],
           [...rows.map((r) => cells(names?.get(r.group) ?? r.group, r)), cells("total", sum)],
-          ["left", "right", "right", "right", "right", "right"],
+          ["left", "right", "right", "right", "right", "right", "right", "right", "right"],
         );
         return {
           text,

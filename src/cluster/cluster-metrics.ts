@@ -15,7 +15,9 @@ type MetricsJson = Array<MetricObjectWithValues<MetricValue<string>>>;
  * collects every worker's registry as JSON over the IPC channel and sums
  * them with prom-client's AggregatorRegistry (counters and histograms add
  * up; gauges too: requests in flight across workers, and per circuit state
- * the number of workers whose circuit is in it). The primary holds no
+ * the number of workers whose circuit is in it; a metric may say otherwise
+ * with its `aggregator`: the cache store's entries and bytes are the max,
+ * every worker reading the same shared file, observe/metrics.ts). The primary holds no
  * metrics of its own.
  */
 export function primaryMetrics(workers: () => Iterable<Worker>) {

@@ -1,4 +1,4 @@
-import type { CreatedKey, KeyKind, KeyRecord, KeyStore } from "../storage/keys.js";
+import type { CreatedKey, KeyCache, KeyKind, KeyRecord, KeyStore } from "../storage/keys.js";
 import type { BudgetPeriod, BudgetRow, LimitRow, LimitScope, LimitStore, LimitValues } from "../storage/limits.js";
 import type { UsageGroup, UsageStore, UsageSummaryRow } from "../storage/usage.js";
 import { GatewayError } from "../errors.js";
@@ -15,6 +15,8 @@ export interface KeyOptions extends LimitValues {
   budgetUsd?: string | undefined;
   /** "total" (the default) or "month"; only with budgetUsd. */
   budgetPeriod?: string | undefined;
+  /** The key's own response-cache setting: "off", "on", or "default" (the same as leaving it out: the gateway's CACHE). */
+  cache?: string | undefined;
 }
 
 export interface LimitsView {
@@ -32,6 +34,8 @@ export interface Accounts {
   listKeys(filter?: { user?: string; includeRevoked?: boolean }): KeyRecord[];
   revokeKey(keyId: string): KeyRecord;
   rotateKey(keyId: string): CreatedKey;
+  /** Sets an active key's own cache setting: "off", "on", or "default" for the gateway's CACHE. */
+  setKeyCache(keyId: string, setting: string): KeyRecord;
   setLimits(target: Target, values: { [K in keyof LimitValues]?: number | null }): LimitsView;
   /** Users and keys have budgets; the system does not. The period defaults to "total". */
   setBudget(target: Target, budget: { usd: string; period?: string | undefined } | null): LimitsView;
@@ -48,6 +52,13 @@ function checkLength(field: "user" | "name", value: string): void {
   if (length > MAX_NAME_LENGTH) {
     throw new GatewayError("invalid_request", `${field} must be at most ${MAX_NAME_LENGTH} characters, got ${length}`, { param: field });
   }
+}
+
+/** "off" | "on" | "default" → the stored setting (null is the gateway's). */
+function cacheOf(setting: string): KeyCache {
+  if (setting === "off" || setting === "on") return setting;
+  if (setting === "default") return null;
+  throw new GatewayError("invalid_request", `a key's cache setting is 'off', 'on' or 'default', got '${setting}'`, { param: "cache" });
 }
 
 export function createAccounts(keys: KeyStore, limits: LimitStore, usage: UsageStore): Accounts {
@@ -99,7 +110,8 @@ export function createAccounts(keys: KeyStore, limits: LimitStore, usage: UsageS
       const pico = o.budgetUsd === undefined ? undefined : toPico(o.budgetUsd);
       const period = periodOf(o.budgetPeriod);
       if (pico === undefined && o.budgetPeriod !== undefined) throw new GatewayError("invalid_request", "a budget period needs a budget amount");
-      const created = keys.create({ user: o.user, name: o.name, kind: o.kind ?? "client" });
+      const cache = o.cache === undefined ? null : cacheOf(o.cache);
+      const created = keys.create({ user: o.user, name: o.name, kind: o.kind ?? "client", cache });
       const set = Object.fromEntries(Object.entries(limitValues).filter(([, v]) => v !== undefined));
       if (Object.keys(set).length) limits.setLimits("key", created.record.id, set);
       if (pico !== undefined) limits.setBudget("key", created.record.id, { limitPico: pico, period });
@@ -123,6 +135,13 @@ export function createAccounts(keys: KeyStore, limits: LimitStore, usage: UsageS
       if (budget) limits.setBudget("key", fresh.record.id, { limitPico: budget.limitPico, period: budget.period });
       return fresh;
     },
+    setKeyCache(keyId, setting) {
+      const cache = cacheOf(setting);
+      const key = keys.get(keyId);
+      if (!key || key.revokedAt !== null) throw new GatewayError("not_found", `no active key with id '${keyId}'`);
+      keys.setCache(keyId, cache);
+      return keys.get(keyId)!;
+    },
     setLimits(target, values) {
       checkLimits(values);
       const { scope, subject } = subjectOf(target);
@@ -140,13 +159,15 @@ export function createAccounts(keys: KeyStore, limits: LimitStore, usage: UsageS
     usage(by, filter = {}) {
       const userId = filter.user === undefined ? undefined : keys.userId(filter.user) ?? "(no such user)";
       const rows = usage.summary(by, { since: filter.since, until: filter.until, userId, keyId: filter.keyId });
-      const total: UsageSummaryRow = { group: "total", requests: 0, errors: 0, promptTokens: 0, completionTokens: 0, costPico: 0n };
+      const total: UsageSummaryRow = { group: "total", requests: 0, errors: 0, cached: 0, promptTokens: 0, completionTokens: 0, costPico: 0n, savedPico: 0n };
       for (const r of rows) {
         total.requests += r.requests;
         total.errors += r.errors;
+        total.cached += r.cached;
         total.promptTokens += r.promptTokens;
         total.completionTokens += r.completionTokens;
         total.costPico += r.costPico;
+        total.savedPico += r.savedPico;
       }
       return { rows, total };
     },

@@ -9,6 +9,8 @@ export interface Principal {
   readonly userName: string;
   readonly keyName: string;
   readonly kind: KeyKind;
+  /** The key's own response-cache setting; undefined follows the gateway's CACHE (and the bootstrap admin key has none). */
+  readonly cache?: "off" | "on" | undefined;
 }
 
 export interface Authenticator {
@@ -53,7 +55,8 @@ export function createAuthenticator(keys: KeyStore, bootstrapAdminKey?: string):
         if (!looksLikeKey(token)) throw invalid("the API key is malformed; Gatewayz keys look like gw_live_…");
         const found = keys.findByHash(hash);
         if (!found || !timingSafeEqual(found.hash, hash)) throw invalid("the API key is not valid");
-        principal = { keyId: found.id, userId: found.userId, userName: found.userName, keyName: found.name, kind: found.kind };
+        // found comes from the key store's cache, which any key change (revoke, rotate, cache setting) empties.
+        principal = { keyId: found.id, userId: found.userId, userName: found.userName, keyName: found.name, kind: found.kind, cache: found.cache ?? undefined };
         if (found.revokedAt !== null) throw new RevokedKeyError(principal);
       }
       if (principal.kind !== need) {

@@ -1,4 +1,5 @@
 import type { RequestTelemetry } from "../observe/telemetry.js";
+import type { CacheControl } from "../cache/answer-cache.js";
 import type { Operation } from "../storage/usage.js";
 import type { Principal } from "./auth.js";
 import type { Protocol } from "./metering.js";
@@ -22,4 +23,6 @@ export interface CoreCall {
   readonly telemetry?: RequestTelemetry | undefined;
   /** What the usage row records. Chat unless said. */
   readonly operation?: Operation | undefined;
+  /** What the request lets the response cache do (Cache-Control, x-gatewayz-cache-ttl); everything unless said. */
+  readonly cache?: CacheControl | undefined;
 }

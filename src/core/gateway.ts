@@ -28,6 +28,8 @@ import { planUpstream } from "./quirks.js";
 import { countPromptTokens, countTokens } from "./tokens.js";
 import { fromOpenAIUsage, NO_USAGE, toOpenAIUsage, type TokenUsage } from "./usage.js";
 import type { Observer } from "../observe/observer.js";
+import type { AnswerCache } from "../cache/answer-cache.js";
+import { cachedComplete, cachedStream, type CacheAnswer, type CacheFlowDeps } from "./cached-chat.js";
 import type { RequestTelemetry } from "../observe/telemetry.js";
 
 /** What a finished request amounted to; the same for every front door. */
@@ -49,6 +51,8 @@ export interface ChatOutcome {
   readonly cost: CostBreakdown;
   /** Token counts came from our tokenizer because the upstream sent none. */
   readonly estimated: boolean;
+  /** What the response cache did (x-gatewayz-cache); undefined with CACHE=off. */
+  readonly cache?: CacheAnswer | undefined;
 }
 
 /**
@@ -64,6 +68,8 @@ export interface ChatStream extends AsyncIterable<ChatCompletionChunk> {
   readonly attempts: number;
   readonly catalogModel: CatalogModel;
   readonly rateLimit: RateLimitSnapshot;
+  /** What the response cache did, known before the first chunk (x-gatewayz-cache); undefined with CACHE=off. */
+  readonly cache?: CacheAnswer | undefined;
   /** Available once iteration has ended normally. */
   outcome(): ChatOutcome;
 }
@@ -111,7 +117,11 @@ export interface GatewayDeps extends AdmissionDeps {
   failover: FailoverDeps;
   /** Metrics; NO_OBSERVER when they are off. */
   observer: Observer;
+  /** The response cache; absent with CACHE=off. */
+  cache?: AnswerCache | undefined;
 }
+
+type Entry = { admitted: Admitted; routes: Route[] };
 
 /** A provider's first chunk and the rest of its stream. */
 interface Opened {
@@ -254,6 +264,8 @@ export function createGateway(deps: GatewayDeps): Gateway {
     }
   };
 
+  const cacheFlow: CacheFlowDeps = { cache: deps.cache, observer, usage, prices };
+
   return {
     catalog,
     prices,
@@ -273,7 +285,22 @@ export function createGateway(deps: GatewayDeps): Gateway {
       await usage.committed();
     },
 
-    complete: (call) => metered(call, chatTerms(call), false, async (meter, { admitted, routes }) => {
+    complete: (call) => metered(call, chatTerms(call), false, (meter, entry) =>
+      cachedComplete(cacheFlow, call, meter, entry, () => completeUpstream(call, meter, entry))),
+
+    stream: (call) => metered(call, chatTerms(call), true, (meter, entry) =>
+      cachedStream(cacheFlow, call, meter, entry, () => streamUpstream(call, meter, entry))),
+
+    embed: (call) => embed(call, {
+      metered: (c, terms, work) => metered(c, terms, false, work),
+      succeeded: (meter, admitted, tokens, estimated, responseModel) => account(meter, admitted, "ok", tokens, estimated, undefined, undefined, responseModel)!,
+      failover,
+      committed: () => usage.committed(),
+    }),
+  };
+
+  /** One JSON answer from upstream, accounted. */
+  async function completeUpstream(call: ChatCall, meter: RequestMeter, { admitted, routes }: Entry) {
       const model = admitted.model;
       const won = await failover(call, meter, routes, async (route, signal, headers): Promise<{ opened: Opened } | { completion: ChatCompletion }> => {
         const plan = planUpstream(model, call.body, false, route.client.provider.row.dialect);
@@ -301,19 +328,12 @@ export function createGateway(deps: GatewayDeps): Gateway {
         finishReason: completion.choices[0]?.finish_reason ?? "stop", usage: tokens, rawUsage: raw, cost, estimated,
       };
       return { completion: completion.usage ? completion : { ...completion, usage: raw }, outcome, rateLimit: admitted.rateLimit };
-    }),
+  }
 
-    stream: (call) => metered(call, chatTerms(call), true, async (meter, { admitted, routes }) => {
-      const won = await failover(call, meter, routes, (route, signal, headers) =>
-        openUpstream(route, planUpstream(admitted.model, call.body, true, route.client.provider.row.dialect).body, signal, headers));
-      return chatStream(call, meter, admitted, won.route, won.attempts, won.value);
-    }),
-
-    embed: (call) => embed(call, {
-      metered: (c, terms, work) => metered(c, terms, false, work),
-      succeeded: (meter, admitted, tokens, estimated, responseModel) => account(meter, admitted, "ok", tokens, estimated, undefined, undefined, responseModel)!,
-      failover,
-      committed: () => usage.committed(),
-    }),
-  };
+  /** A stream from upstream, accounted when it ends. */
+  async function streamUpstream(call: ChatCall, meter: RequestMeter, { admitted, routes }: Entry): Promise<ChatStream> {
+    const won = await failover(call, meter, routes, (route, signal, headers) =>
+      openUpstream(route, planUpstream(admitted.model, call.body, true, route.client.provider.row.dialect).body, signal, headers));
+    return chatStream(call, meter, admitted, won.route, won.attempts, won.value);
+  }
 }

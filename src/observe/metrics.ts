@@ -1,6 +1,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type MetricObjectWithValues, type MetricValue } from "prom-client";
+import type { CacheStats } from "../cache/store.js";
 import type { BreakerState } from "../core/circuit-breaker.js";
-import type { FinishedChat, Observer } from "./observer.js";
+import type { CacheOutcome, FinishedChat, Observer } from "./observer.js";
 
 /** What the metrics read at scrape time, from the parts of the app that own it. */
 export interface MetricsDeps {
@@ -13,6 +14,12 @@ export interface MetricsDeps {
   authRefusals(): Readonly<Record<string, number>>;
   /** Usage rows queued or held for retry, written, and lost since start (storage/usage.ts). */
   usageRows(): { pending: number; written: number; lost: number };
+  /**
+   * The response cache's store (cache/store.ts stats()), when there is one:
+   * absent, or undefined from it (CACHE=off, or a store that cannot tell
+   * cheaply), and the entries, bytes and evictions series are not exported.
+   */
+  cache?: () => CacheStats | undefined;
 }
 
 export interface Metrics {
@@ -157,7 +164,18 @@ export function createMetrics(deps: MetricsDeps): Metrics {
       this.inc(deps.usageRows().lost);
     },
   });
+  const cacheLookups = new Counter({
+    name: "gatewayz_cache_lookups_total", help: "Response-cache lookups by operation (chat, embeddings) and outcome (hit, miss, bypass, coalesced, error).",
+    labelNames: ["operation", "outcome"], registers,
+  });
+  const cacheSaved = new Counter({
+    name: "gatewayz_cache_saved_usd_total", help: "What the answers served from the response cache cost when they were made, in US dollars: spending avoided.", registers,
+  });
   const scraped = Registry.merge([register, processMetrics()]);
+  // The store's series exist only while it can tell (an unlabelled metric always exports a value, so absent means another registry).
+  const cacheStats = deps.cache;
+  const withCache = cacheStats && Registry.merge([register, cacheStoreMetrics(cacheStats), processMetrics()]);
+  const current = () => (withCache && cacheStats!() !== undefined ? withCache : scraped);
 
   // The label objects of each combination, made once: the request path then
   // allocates none (labels are bounded, so the map is too).
@@ -185,6 +203,15 @@ export function createMetrics(deps: MetricsDeps): Metrics {
       if (n > 0) tokens.inc(labels.tokens[i]!, n);
     }
     if (c.costPico > 0n) cost.inc(labels.priced, Number(c.costPico) / 1e12);
+    if (c.savedPico !== undefined && c.savedPico > 0n) cacheSaved.inc(Number(c.savedPico) / 1e12);
+  };
+  // Operations and outcomes are few: one label object each, made on first use.
+  const lookupLabels = new Map<string, { operation: string; outcome: CacheOutcome }>();
+  const cacheLookup = (operation: string, outcome: CacheOutcome) => {
+    const key = `${operation}\u0000${outcome}`;
+    let labels = lookupLabels.get(key);
+    if (!labels) lookupLabels.set(key, (labels = { operation, outcome }));
+    cacheLookups.inc(labels);
   };
 
   return {
@@ -193,7 +220,7 @@ export function createMetrics(deps: MetricsDeps): Metrics {
       attemptFinished: (provider, seconds, outcome) => attempts.observe({ provider, outcome }, seconds),
       failover: (from, to) => failovers.inc({ from, to }),
       limiterRefused: (dimension, scope) => limiterRefusals.inc({ dimension, scope }),
-      cacheLookup: () => {},
+      cacheLookup,
       streamStarted() {
         streams++;
         let ended = false;
@@ -205,7 +232,36 @@ export function createMetrics(deps: MetricsDeps): Metrics {
       },
     },
     contentType: scraped.contentType,
-    render: () => scraped.metrics(),
-    json: () => scraped.getMetricsAsJSON(),
+    render: () => current().metrics(),
+    json: () => current().getMetricsAsJSON(),
   };
+}
+
+/**
+ * The cache store's size, read at scrape time, in a registry of its own (see
+ * createMetrics). With --workers every worker reports the same shared SQLite
+ * file (its entries and bytes are the file's totals, other workers' writes
+ * included), so the primary keeps the max of them, not the sum, which would
+ * count the file once per worker. Evictions are each worker's own deletions
+ * since start, so they add up.
+ */
+function cacheStoreMetrics(stats: () => CacheStats | undefined): Registry {
+  const register = new Registry();
+  const registers = [register];
+  new Gauge({
+    name: "gatewayz_cache_entries", help: "Entries in the response cache's store.", aggregator: "max", registers,
+    collect() { this.set(stats()?.entries ?? 0); },
+  });
+  new Gauge({
+    name: "gatewayz_cache_bytes", help: "Bytes of the entries in the response cache's store.", aggregator: "max", registers,
+    collect() { this.set(stats()?.bytes ?? 0); },
+  });
+  new Counter({
+    name: "gatewayz_cache_evictions_total", help: "Response-cache entries dropped to make room (by size), since start; expiry is not eviction.", registers,
+    collect() {
+      this.reset();
+      this.inc(stats()?.evictions ?? 0);
+    },
+  });
+  return register;
 }

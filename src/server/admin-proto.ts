@@ -55,6 +55,7 @@ export function keyInfoOf(k: KeyRecord): MessageInitShape<typeof KeyInfoSchema> 
     createdAt: timestampFromMs(k.createdAt),
     revokedAt: k.revokedAt === null ? undefined : timestampFromMs(k.revokedAt),
     replacedBy: k.replacedBy ?? "",
+    cache: k.cache ?? "default",
   };
 }
 
@@ -119,5 +120,7 @@ function usageRowOf(r: UsageSummaryRow): MessageInitShape<typeof UsageRowSchema>
     promptTokens: BigInt(r.promptTokens),
     completionTokens: BigInt(r.completionTokens),
     costUsd: formatUsd(r.costPico),
+    cached: BigInt(r.cached),
+    savedUsd: formatUsd(r.savedPico),
   };
 }

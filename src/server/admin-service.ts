@@ -33,6 +33,7 @@ export function registerAdminService(router: ConnectRouter, deps: AdminServiceDe
         concurrent: req.concurrent,
         budgetUsd: req.budgetUsd,
         budgetPeriod: req.budgetPeriod || undefined,
+        cache: req.cache,
       });
       return { apiKey: created.key, key: keyInfoOf(created.record) };
     }),
@@ -47,6 +48,8 @@ export function registerAdminService(router: ConnectRouter, deps: AdminServiceDe
       const created = accounts.rotateKey(req.keyId);
       return { apiKey: created.key, key: keyInfoOf(created.record) };
     }),
+
+    setKeyCache: call((req) => ({ key: keyInfoOf(accounts.setKeyCache(req.keyId, req.cache)) })),
 
     getLimits: call((req) => ({ limits: limitsOf(req.target, accounts.getLimits(targetOf(req.target))) })),
 

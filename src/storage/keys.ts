@@ -6,6 +6,9 @@ const KEY_CACHE_MAX = 10_000;
 
 export type KeyKind = "client" | "admin";
 
+/** A key's own response-cache setting; null follows the gateway's CACHE. */
+export type KeyCache = "off" | "on" | null;
+
 export interface KeyRecord {
   readonly id: string;
   readonly userId: string;
@@ -17,6 +20,8 @@ export interface KeyRecord {
   readonly createdAt: number;
   readonly revokedAt: number | null;
   readonly replacedBy: string | null;
+  /** The key's own cache setting (api_keys.cache), null for the gateway's. */
+  readonly cache: KeyCache;
 }
 
 export interface KeyRecordWithHash extends KeyRecord {
@@ -59,13 +64,15 @@ function randomKey(kind: KeyKind): string {
 }
 
 export interface KeyStore {
-  create(input: { user: string; name: string; kind?: KeyKind }): CreatedKey;
+  create(input: { user: string; name: string; kind?: KeyKind; cache?: KeyCache }): CreatedKey;
   findByHash(hash: Buffer): KeyRecordWithHash | undefined;
   get(id: string): KeyRecord | undefined;
   list(filter?: { user?: string; includeRevoked?: boolean }): KeyRecord[];
   /** Returns false if no such key or already revoked. */
   revoke(id: string): boolean;
-  /** A new key for the same user, name and kind; the old one is revoked. */
+  /** Sets a key's own cache setting (null: the gateway's); false if no such key. */
+  setCache(id: string, cache: KeyCache): boolean;
+  /** A new key for the same user, name, kind and cache setting; the old one is revoked. */
   rotate(id: string): CreatedKey;
   userId(name: string): string | undefined;
   countAdminKeys(): number;
@@ -73,23 +80,24 @@ export interface KeyStore {
 
 interface Row {
   id: string; user_id: string; user_name: string; name: string; kind: KeyKind; hash: Buffer;
-  prefix: string; last4: string; created_at: number; revoked_at: number | null; replaced_by: string | null;
+  prefix: string; last4: string; created_at: number; revoked_at: number | null; replaced_by: string | null; cache: KeyCache;
 }
 
 const SELECT = `SELECT k.id, k.user_id, u.name AS user_name, k.name, k.kind, k.hash, k.prefix, k.last4,
-  k.created_at, k.revoked_at, k.replaced_by FROM api_keys k JOIN users u ON u.id = k.user_id`;
+  k.created_at, k.revoked_at, k.replaced_by, k.cache FROM api_keys k JOIN users u ON u.id = k.user_id`;
 
 export function createKeyStore(db: Db, now: () => number = Date.now): KeyStore {
   const s = {
     userByName: db.prepare<[string], { id: string }>("SELECT id FROM users WHERE name = ?"),
     insertUser: db.prepare("INSERT INTO users (id, name, created_at) VALUES (?, ?, ?)"),
-    insertKey: db.prepare(`INSERT INTO api_keys (id, user_id, name, kind, hash, prefix, last4, created_at)
-      VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
+    insertKey: db.prepare(`INSERT INTO api_keys (id, user_id, name, kind, hash, prefix, last4, created_at, cache)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
     byHash: db.prepare<[Buffer], Row>(`${SELECT} WHERE k.hash = ?`),
     byId: db.prepare<[string], Row>(`${SELECT} WHERE k.id = ?`),
     all: db.prepare<[], Row>(`${SELECT} ORDER BY k.created_at, k.id`),
     revoke: db.prepare("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL"),
     replaced: db.prepare("UPDATE api_keys SET replaced_by = ? WHERE id = ?"),
+    setCache: db.prepare("UPDATE api_keys SET cache = ? WHERE id = ?"),
     admins: db.prepare<[], { n: number }>("SELECT COUNT(*) AS n FROM api_keys WHERE kind = 'admin' AND revoked_at IS NULL"),
   };
 
@@ -101,18 +109,18 @@ export function createKeyStore(db: Db, now: () => number = Date.now): KeyStore {
     return id;
   };
 
-  const create = db.transaction((input: { user: string; name: string; kind?: KeyKind }): CreatedKey => {
+  const create = db.transaction((input: { user: string; name: string; kind?: KeyKind; cache?: KeyCache }): CreatedKey => {
     const user = input.user.trim();
     if (!user) throw new Error("a key needs a user");
     const kind = input.kind ?? "client";
     const key = randomKey(kind);
     const id = randomId("key");
-    s.insertKey.run(id, ensureUser(user), input.name, kind, hashKey(key), key.slice(0, PREFIX[kind].length + 4), key.slice(-4), now());
+    s.insertKey.run(id, ensureUser(user), input.name, kind, hashKey(key), key.slice(0, PREFIX[kind].length + 4), key.slice(-4), now(), input.cache ?? null);
     return { key, record: toRecord(s.byId.get(id)!) };
   });
 
-  // Keys found by hash, valid while the database is unchanged: a revocation
-  // or rotation anywhere moves the version and empties it. Misses are not
+  // Keys found by hash, valid while the database is unchanged: a revocation,
+  // rotation or cache setting anywhere moves the version and empties it. Misses are not
   // kept, so unknown keys cannot grow it.
   const version = dbVersion(db);
   let cache = new Map<string, KeyRecordWithHash>();
@@ -152,10 +160,11 @@ export function createKeyStore(db: Db, now: () => number = Date.now): KeyStore {
         .filter((k) => (filter.includeRevoked || k.revokedAt === null) && (!filter.user || k.userName === filter.user));
     },
     revoke: written((id: string) => s.revoke.run(now(), id).changes === 1),
+    setCache: written((id: string, cache: KeyCache) => s.setCache.run(cache, id).changes === 1),
     rotate: written(db.transaction((id: string): CreatedKey => {
       const old = s.byId.get(id);
       if (!old || old.revoked_at !== null) throw new Error(`no active key ${id}`);
-      const fresh = create({ user: old.user_name, name: old.name, kind: old.kind });
+      const fresh = create({ user: old.user_name, name: old.name, kind: old.kind, cache: old.cache });
       s.revoke.run(now(), id);
       s.replaced.run(fresh.record.id, id);
       return fresh;
@@ -169,5 +178,6 @@ function toRecord(r: Row): KeyRecord {
   return {
     id: r.id, userId: r.user_id, userName: r.user_name, name: r.name, kind: r.kind,
     display: `${r.prefix}…${r.last4}`, createdAt: r.created_at, revokedAt: r.revoked_at, replacedBy: r.replaced_by,
+    cache: r.cache,
   };
 }

@@ -46,10 +46,15 @@ export type UsageGroup = "key" | "user" | "model" | "day";
 export interface UsageSummaryRow {
   group: string;
   requests: number;
+  /** Requests that did not finish normally; a cache hit is not one. */
   errors: number;
+  /** Requests answered from the response cache (status 'cached'). */
+  cached: number;
   promptTokens: number;
   completionTokens: number;
   costPico: bigint;
+  /** What the cached answers cost when they were made: spending the cache avoided. */
+  savedPico: bigint;
 }
 
 export interface UsageStore {
@@ -211,9 +216,11 @@ function createUsageReads(db: Db) {
   const count = db.prepare<[], { n: number }>("SELECT COUNT(*) AS n FROM usage");
   const summaries = new Map<UsageGroup, ReturnType<typeof prepareSummary>>();
   function prepareSummary(by: UsageGroup) {
-    return db.prepare<Record<string, unknown>, { grp: string; requests: bigint; errors: bigint; prompt: bigint | null; completion: bigint | null; cost: bigint | null }>(
-      `SELECT ${GROUP_SQL[by]} AS grp, COUNT(*) AS requests, SUM(status != 'ok') AS errors,
-        SUM(prompt_tokens) AS prompt, SUM(completion_tokens) AS completion, SUM(cost_pico) AS cost
+    return db.prepare<Record<string, unknown>, {
+      grp: string; requests: bigint; errors: bigint; cached: bigint; prompt: bigint | null; completion: bigint | null; cost: bigint | null; saved: bigint | null;
+    }>(
+      `SELECT ${GROUP_SQL[by]} AS grp, COUNT(*) AS requests, SUM(status NOT IN ('ok', 'cached')) AS errors, SUM(status = 'cached') AS cached,
+        SUM(prompt_tokens) AS prompt, SUM(completion_tokens) AS completion, SUM(cost_pico) AS cost, SUM(saved_pico) AS saved
        FROM usage WHERE ts >= @since AND ts < @until
          AND (@user IS NULL OR user_id = @user) AND (@key IS NULL OR key_id = @key)
        GROUP BY grp ORDER BY grp`).safeIntegers(true);
@@ -224,8 +231,8 @@ function createUsageReads(db: Db) {
       if (!stmt) summaries.set(by, (stmt = prepareSummary(by)));
       return stmt.all({ since: filter.since ?? 0, until: filter.until ?? Number.MAX_SAFE_INTEGER, user: filter.userId ?? null, key: filter.keyId ?? null })
         .map((r) => ({
-          group: r.grp, requests: Number(r.requests), errors: Number(r.errors),
-          promptTokens: Number(r.prompt ?? 0n), completionTokens: Number(r.completion ?? 0n), costPico: r.cost ?? 0n,
+          group: r.grp, requests: Number(r.requests), errors: Number(r.errors), cached: Number(r.cached),
+          promptTokens: Number(r.prompt ?? 0n), completionTokens: Number(r.completion ?? 0n), costPico: r.cost ?? 0n, savedPico: r.saved ?? 0n,
         }));
     },
     spent: (scope: "key" | "user", subject: string, since: number): bigint => (scope === "key" ? spentKey : spentUser).get(subject, since)!.c ?? 0n,

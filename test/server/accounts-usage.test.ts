@@ -11,6 +11,7 @@ import { countTokens } from "gpt-tokenizer/encoding/cl100k_base";
 import OpenAI, { APIError, APIUserAbortError, AuthenticationError, BadRequestError, InternalServerError, NotFoundError, RateLimitError } from "openai";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { GatewayService } from "../../gen/gatewayz/v1/gateway_pb.js";
+import { createUsageStore } from "../../src/storage/usage.js";
 import { partialChunk } from "../support/fake-upstream.js";
 import { startTestGateway, type TestGateway } from "../support/gateway.js";
 
@@ -235,6 +236,26 @@ describe("failed and refused requests", () => {
     const rows = await newRows(2);
     expect(rows[0]).toMatchObject({ key_id: poor.record.id, status: "ok", cost_pico: 2_000_000 });
     expect(rows[1]).toMatchObject({ key_id: poor.record.id, status: "rejected", error_kind: "insufficient_quota", cost_pico: 0 });
+  });
+
+  it("an answer from the cache charges no budget: its saved cost is reported, not spent, and it is a hit, not an error", async () => {
+    const poor = gw.app.accounts.createKey({ user: "usage-cached", name: "k", budgetUsd: "0.000001" });
+    // The row a hit writes (status cached, cost 0, what the answer cost in saved_pico), through a usage store on the gateway's database.
+    const rowsOfHits = createUsageStore(gw.app.db);
+    rowsOfHits.insert({
+      ts: Date.now(), keyId: poor.record.id, userId: poor.record.userId, protocol: "openai", requestedModel: "qwen-plus", model: "qwen-plus",
+      upstreamModel: "qwen-plus", provider: PROVIDER, promptTokens: 100, completionTokens: 100, cachedTokens: 0, reasoningTokens: 0,
+      costPico: 0n, savedPico: 5_000_000n, latencyMs: 1, ttftMs: null, status: "cached", errorKind: null, estimated: false, attempts: 0,
+    });
+    rowsOfHits.flush();
+    const c = new OpenAI({ apiKey: poor.key, baseURL: `${gw.url}/v1`, maxRetries: 0 });
+    gw.fake.enqueue({ kind: "reply", usage: { prompt_tokens: 10, completion_tokens: 10 } });
+    sent += 2; // the request, and the hit's row inserted above
+    await c.chat.completions.create({ model: "qwen-plus", messages: HI }); // 5e-6 USD saved would be over the budget: not charged
+    const rows = await newRows(2);
+    expect(rows.map((r) => r.status)).toEqual(["cached", "ok"]);
+    const { rows: [summary] } = gw.app.accounts.usage("key", { keyId: poor.record.id });
+    expect(summary).toMatchObject({ requests: 2, errors: 0, cached: 1, costPico: BigInt(cost("qwen-plus", 10, 10)), savedPico: 5_000_000n });
   });
 
   // A revoked key's chat does leave a row, under that key: test/server/outside-clients.test.ts.

@@ -124,6 +124,34 @@ describe("AdminService in process", () => {
       expect(limits!.rpd).toBeUndefined();
     });
 
+    it("creates a key with its own cache setting, sets it and puts it back to the gateway's; a bad or missing one is refused", async () => {
+      const off = await admin.createKey({ user: "ada", name: "ci", cache: "off" }, asAdmin());
+      expect(off.key).toMatchObject({ cache: "off" });
+      const plain = await admin.createKey({ user: "ada", name: "laptop" }, asAdmin());
+      expect(plain.key).toMatchObject({ cache: "default" });
+      expect(s.keys.get(plain.key!.id)!.cache).toBeNull();
+
+      expect((await admin.setKeyCache({ keyId: plain.key!.id, cache: "on" }, asAdmin())).key).toMatchObject({ id: plain.key!.id, cache: "on" });
+      expect((await admin.setKeyCache({ keyId: off.key!.id, cache: "default" }, asAdmin())).key).toMatchObject({ cache: "default" });
+      const listed = new Map((await admin.listKeys({}, asAdmin())).keys.map((k) => [k.id, k.cache]));
+      expect(listed).toEqual(new Map([[off.key!.id, "default"], [plain.key!.id, "on"]]));
+      expect(s.keys.get(off.key!.id)!.cache).toBeNull();
+
+      expect(await codeOf(admin.setKeyCache({ keyId: plain.key!.id, cache: "" }, asAdmin()))).toBe(Code.InvalidArgument);
+      expect(await codeOf(admin.setKeyCache({ keyId: plain.key!.id, cache: "sometimes" }, asAdmin()))).toBe(Code.InvalidArgument);
+      expect(await codeOf(admin.createKey({ user: "ada", name: "x", cache: "yes" }, asAdmin()))).toBe(Code.InvalidArgument);
+      expect(await codeOf(admin.setKeyCache({ keyId: "key_nope", cache: "off" }, asAdmin()))).toBe(Code.NotFound);
+      await admin.revokeKey({ keyId: off.key!.id }, asAdmin());
+      expect(await codeOf(admin.setKeyCache({ keyId: off.key!.id, cache: "off" }, asAdmin()))).toBe(Code.NotFound);
+      // Admin-only, as every call here.
+      expect(await codeOf(admin.setKeyCache({ keyId: plain.key!.id, cache: "off" }, asAdmin(plain.apiKey)))).toBe(Code.PermissionDenied);
+      expect(await codeOf(admin.setKeyCache({ keyId: plain.key!.id, cache: "off" }))).toBe(Code.Unauthenticated);
+      expect(s.keys.get(plain.key!.id)!.cache).toBe("on");
+
+      const rotated = await admin.rotateKey({ keyId: plain.key!.id }, asAdmin());
+      expect(rotated.key).toMatchObject({ cache: "on" });
+    });
+
     it("rotates a key: a new secret, the old key revoked and pointing at it, limits carried over", async () => {
       const old = await admin.createKey({ user: "ada", name: "laptop", tpm: 1000, budgetUsd: "3" }, asAdmin());
       const fresh = await admin.rotateKey({ keyId: old.key!.id }, asAdmin());
@@ -243,6 +271,19 @@ describe("AdminService in process", () => {
       expect(byGroup[adaKey]).toMatchObject({ requests: 2n, errors: 1n, promptTokens: 1003n, completionTokens: 200n, costUsd: "0.000012500001" });
       expect(byGroup[bobKey]).toMatchObject({ requests: 1n, errors: 0n, promptTokens: 500_000n, completionTokens: 250_000n, costUsd: "2" });
       expect(res.total).toMatchObject({ group: "total", requests: 3n, errors: 1n, promptTokens: 501_003n, completionTokens: 250_200n, costUsd: "2.000012500001" });
+    });
+
+    it("counts answers from the cache as hits with the cost they saved, not as errors", async () => {
+      const { adaKey, adaUser } = await seed();
+      s.usage.insert(row({ keyId: adaKey, userId: adaUser, promptTokens: 1000, completionTokens: 200, status: "cached", savedPico: 12_500_000n }));
+      s.usage.insert(row({ keyId: adaKey, userId: adaUser, promptTokens: 1000, completionTokens: 200, status: "cached", savedPico: 12_500_000n }));
+      const res = await admin.getUsage({ groupBy: "key" }, asAdmin());
+      expect(res.rows.find((r) => r.group === adaKey)).toMatchObject({
+        requests: 4n, errors: 1n, cached: 2n, promptTokens: 3003n, completionTokens: 600n, costUsd: "0.000012500001", savedUsd: "0.000025",
+      });
+      expect(res.total).toMatchObject({ requests: 5n, errors: 1n, cached: 2n, costUsd: "2.000012500001", savedUsd: "0.000025" });
+      const day = await admin.getUsage({ groupBy: "day", until: timestampFromMs(DAY2) }, asAdmin());
+      expect(day.rows).toMatchObject([{ group: "2026-11-22", requests: 3n, errors: 0n, cached: 2n, savedUsd: "0.000025" }]);
     });
 
     it("groups by model, day and user, and defaults to key", async () => {

@@ -160,11 +160,14 @@ describe("reads flush first, so they see every row", () => {
     const { usage, committed } = stores();
     usage.insert(row(0, { userId: "usr_a", costPico: 7n }));
     usage.insert(row(1, { userId: "usr_b", status: "error", costPico: 5n }));
+    // An answer from the cache: a hit, not an error; cost 0, what it saved apart.
+    usage.insert(row(2, { userId: "usr_b", status: "cached", costPico: 0n, savedPico: 9n }));
     expect(usage.summary("user")).toEqual([
-      { group: "usr_a", requests: 1, errors: 0, promptTokens: 10, completionTokens: 5, costPico: 7n },
-      { group: "usr_b", requests: 1, errors: 1, promptTokens: 10, completionTokens: 5, costPico: 5n },
+      { group: "usr_a", requests: 1, errors: 0, cached: 0, promptTokens: 10, completionTokens: 5, costPico: 7n, savedPico: 0n },
+      { group: "usr_b", requests: 2, errors: 1, cached: 1, promptTokens: 20, completionTokens: 10, costPico: 5n, savedPico: 9n },
     ]);
-    expect(committed()).toBe(2);
+    expect(usage.spent("user", "usr_b", 0)).toBe(5n); // budgets count cost only: a hit charges nothing
+    expect(committed()).toBe(3);
   });
 
   it("spent(), for keys and users", () => {

@@ -133,6 +133,8 @@ export async function startGatewayChild(fake: FakeUpstream, options: GatewayChil
       LOG_LEVEL: "info",
       RATE_LIMITS_KEY: "rpm=0,concurrent=0",
       BREAKER_FAILURES: "1000",
+      // As in test/support/gateway.ts: suites count what reaches the fake.
+      CACHE: "off",
       ALIBABA_CLOUD_API_KEY: fake.apiKey,
       ALIBABA_CLOUD_BASE_URL: fake.baseUrl,
       ...env,

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file gatewayz/v1/admin.proto.
  */
 export const file_gatewayz_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("ChdnYXRld2F5ei92MS9hZG1pbi5wcm90bxILZ2F0ZXdheXoudjEiRgoGVGFyZ2V0EhAKBnN5c3RlbRgBIAEoCEgAEg4KBHVzZXIYAiABKAlIABIQCgZrZXlfaWQYAyABKAlIAEIICgZ0YXJnZXQixQEKB0tleUluZm8SCgoCaWQYASABKAkSDAoEdXNlchgCIAEoCRIMCgRuYW1lGAMgASgJEgwKBGtpbmQYBCABKAkSDwoHZGlzcGxheRgFIAEoCRIuCgpjcmVhdGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpyZXZva2VkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtyZXBsYWNlZF9ieRgIIAEoCSIlCgZCdWRnZXQSCwoDdXNkGAEgASgJEg4KBnBlcmlvZBgCIAEoCSLIAQoGTGltaXRzEiMKBnRhcmdldBgBIAEoCzITLmdhdGV3YXl6LnYxLlRhcmdldBIQCgNycG0YAiABKA1IAIgBARIQCgN0cG0YAyABKA1IAYgBARIQCgNycGQYBCABKA1IAogBARIXCgpjb25jdXJyZW50GAUgASgNSAOIAQESIwoGYnVkZ2V0GAYgASgLMhMuZ2F0ZXdheXoudjEuQnVkZ2V0QgYKBF9ycG1CBgoEX3RwbUIGCgRfcnBkQg0KC19jb25jdXJyZW50IvIBChBDcmVhdGVLZXlSZXF1ZXN0EgwKBHVzZXIYASABKAkSDAoEbmFtZRgCIAEoCRINCgVhZG1pbhgDIAEoCBIQCgNycG0YBCABKA1IAIgBARIQCgN0cG0YBSABKA1IAYgBARIQCgNycGQYBiABKA1IAogBARIXCgpjb25jdXJyZW50GAcgASgNSAOIAQESFwoKYnVkZ2V0X3VzZBgIIAEoCUgEiAEBEhUKDWJ1ZGdldF9wZXJpb2QYCSABKAlCBgoEX3JwbUIGCgRfdHBtQgYKBF9ycGRCDQoLX2NvbmN1cnJlbnRCDQoLX2J1ZGdldF91c2QiRwoRQ3JlYXRlS2V5UmVzcG9uc2USDwoHYXBpX2tleRgBIAEoCRIhCgNrZXkYAiABKAsyFC5nYXRld2F5ei52MS5LZXlJbmZvIjgKD0xpc3RLZXlzUmVxdWVzdBIMCgR1c2VyGAEgASgJEhcKD2luY2x1ZGVfcmV2b2tlZBgCIAEoCCI2ChBMaXN0S2V5c1Jlc3BvbnNlEiIKBGtleXMYASADKAsyFC5nYXRld2F5ei52MS5LZXlJbmZvIiIKEFJldm9rZUtleVJlcXVlc3QSDgoGa2V5X2lkGAEgASgJIjYKEVJldm9rZUtleVJlc3BvbnNlEiEKA2tleRgBIAEoCzIULmdhdGV3YXl6LnYxLktleUluZm8iIgoQUm90YXRlS2V5UmVxdWVzdBIOCgZrZXlfaWQYASABKAkiRwoRUm90YXRlS2V5UmVzcG9uc2USDwoHYXBpX2tleRgBIAEoCRIhCgNrZXkYAiABKAsyFC5nYXRld2F5ei52MS5LZXlJbmZvIjcKEEdldExpbWl0c1JlcXVlc3QSIwoGdGFyZ2V0GAEgASgLMhMuZ2F0ZXdheXoudjEuVGFyZ2V0IjgKEUdldExpbWl0c1Jlc3BvbnNlEiMKBmxpbWl0cxgBIAEoCzITLmdhdGV3YXl6LnYxLkxpbWl0cyK8AQoQU2V0TGltaXRzUmVxdWVzdBIjCgZ0YXJnZXQYASABKAsyEy5nYXRld2F5ei52MS5UYXJnZXQSEAoDcnBtGAIgASgNSACIAQESEAoDdHBtGAMgASgNSAGIAQESEAoDcnBkGAQgASgNSAKIAQESFwoKY29uY3VycmVudBgFIAEoDUgDiAEBEg0KBXJlc2V0GAYgAygJQgYKBF9ycG1CBgoEX3RwbUIGCgRfcnBkQg0KC19jb25jdXJyZW50IjgKEVNldExpbWl0c1Jlc3BvbnNlEiMKBmxpbWl0cxgBIAEoCzITLmdhdGV3YXl6LnYxLkxpbWl0cyJjChBTZXRCdWRnZXRSZXF1ZXN0EiMKBnRhcmdldBgBIAEoCzITLmdhdGV3YXl6LnYxLlRhcmdldBILCgN1c2QYAiABKAkSDgoGcGVyaW9kGAMgASgJEg0KBWNsZWFyGAQgASgIIjgKEVNldEJ1ZGdldFJlc3BvbnNlEiMKBmxpbWl0cxgBIAEoCzITLmdhdGV3YXl6LnYxLkxpbWl0cyKXAQoPR2V0VXNhZ2VSZXF1ZXN0EhAKCGdyb3VwX2J5GAEgASgJEikKBXNpbmNlGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIpCgV1bnRpbBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDAoEdXNlchgEIAEoCRIOCgZrZXlfaWQYBSABKAkifwoIVXNhZ2VSb3cSDQoFZ3JvdXAYASABKAkSEAoIcmVxdWVzdHMYAiABKAQSDgoGZXJyb3JzGAMgASgEEhUKDXByb21wdF90b2tlbnMYBCABKAQSGQoRY29tcGxldGlvbl90b2tlbnMYBSABKAQSEAoIY29zdF91c2QYBiABKAkiXQoQR2V0VXNhZ2VSZXNwb25zZRIjCgRyb3dzGAEgAygLMhUuZ2F0ZXdheXoudjEuVXNhZ2VSb3cSJAoFdG90YWwYAiABKAsyFS5nYXRld2F5ei52MS5Vc2FnZVJvdzLoBAoMQWRtaW5TZXJ2aWNlEkoKCUNyZWF0ZUtleRIdLmdhdGV3YXl6LnYxLkNyZWF0ZUtleVJlcXVlc3QaHi5nYXRld2F5ei52MS5DcmVhdGVLZXlSZXNwb25zZRJHCghMaXN0S2V5cxIcLmdhdGV3YXl6LnYxLkxpc3RLZXlzUmVxdWVzdBodLmdhdGV3YXl6LnYxLkxpc3RLZXlzUmVzcG9uc2USSgoJUmV2b2tlS2V5Eh0uZ2F0ZXdheXoudjEuUmV2b2tlS2V5UmVxdWVzdBoeLmdhdGV3YXl6LnYxLlJldm9rZUtleVJlc3BvbnNlEkoKCVJvdGF0ZUtleRIdLmdhdGV3YXl6LnYxLlJvdGF0ZUtleVJlcXVlc3QaHi5nYXRld2F5ei52MS5Sb3RhdGVLZXlSZXNwb25zZRJKCglHZXRMaW1pdHMSHS5nYXRld2F5ei52MS5HZXRMaW1pdHNSZXF1ZXN0Gh4uZ2F0ZXdheXoudjEuR2V0TGltaXRzUmVzcG9uc2USSgoJU2V0TGltaXRzEh0uZ2F0ZXdheXoudjEuU2V0TGltaXRzUmVxdWVzdBoeLmdhdGV3YXl6LnYxLlNldExpbWl0c1Jlc3BvbnNlEkoKCVNldEJ1ZGdldBIdLmdhdGV3YXl6LnYxLlNldEJ1ZGdldFJlcXVlc3QaHi5nYXRld2F5ei52MS5TZXRCdWRnZXRSZXNwb25zZRJHCghHZXRVc2FnZRIcLmdhdGV3YXl6LnYxLkdldFVzYWdlUmVxdWVzdBodLmdhdGV3YXl6LnYxLkdldFVzYWdlUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("ChdnYXRld2F5ei92MS9hZG1pbi5wcm90bxILZ2F0ZXdheXoudjEiRgoGVGFyZ2V0EhAKBnN5c3RlbRgBIAEoCEgAEg4KBHVzZXIYAiABKAlIABIQCgZrZXlfaWQYAyABKAlIAEIICgZ0YXJnZXQi1AEKB0tleUluZm8SCgoCaWQYASABKAkSDAoEdXNlchgCIAEoCRIMCgRuYW1lGAMgASgJEgwKBGtpbmQYBCABKAkSDwoHZGlzcGxheRgFIAEoCRIuCgpjcmVhdGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpyZXZva2VkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtyZXBsYWNlZF9ieRgIIAEoCRINCgVjYWNoZRgJIAEoCSIlCgZCdWRnZXQSCwoDdXNkGAEgASgJEg4KBnBlcmlvZBgCIAEoCSLIAQoGTGltaXRzEiMKBnRhcmdldBgBIAEoCzITLmdhdGV3YXl6LnYxLlRhcmdldBIQCgNycG0YAiABKA1IAIgBARIQCgN0cG0YAyABKA1IAYgBARIQCgNycGQYBCABKA1IAogBARIXCgpjb25jdXJyZW50GAUgASgNSAOIAQESIwoGYnVkZ2V0GAYgASgLMhMuZ2F0ZXdheXoudjEuQnVkZ2V0QgYKBF9ycG1CBgoEX3RwbUIGCgRfcnBkQg0KC19jb25jdXJyZW50IpACChBDcmVhdGVLZXlSZXF1ZXN0EgwKBHVzZXIYASABKAkSDAoEbmFtZRgCIAEoCRINCgVhZG1pbhgDIAEoCBIQCgNycG0YBCABKA1IAIgBARIQCgN0cG0YBSABKA1IAYgBARIQCgNycGQYBiABKA1IAogBARIXCgpjb25jdXJyZW50GAcgASgNSAOIAQESFwoKYnVkZ2V0X3VzZBgIIAEoCUgEiAEBEhUKDWJ1ZGdldF9wZXJpb2QYCSABKAkSEgoFY2FjaGUYCiABKAlIBYgBAUIGCgRfcnBtQgYKBF90cG1CBgoEX3JwZEINCgtfY29uY3VycmVudEINCgtfYnVkZ2V0X3VzZEIICgZfY2FjaGUiRwoRQ3JlYXRlS2V5UmVzcG9uc2USDwoHYXBpX2tleRgBIAEoCRIhCgNrZXkYAiABKAsyFC5nYXRld2F5ei52MS5LZXlJbmZvIjgKD0xpc3RLZXlzUmVxdWVzdBIMCgR1c2VyGAEgASgJEhcKD2luY2x1ZGVfcmV2b2tlZBgCIAEoCCI2ChBMaXN0S2V5c1Jlc3BvbnNlEiIKBGtleXMYASADKAsyFC5nYXRld2F5ei52MS5LZXlJbmZvIiIKEFJldm9rZUtleVJlcXVlc3QSDgoGa2V5X2lkGAEgASgJIjYKEVJldm9rZUtleVJlc3BvbnNlEiEKA2tleRgBIAEoCzIULmdhdGV3YXl6LnYxLktleUluZm8iIgoQUm90YXRlS2V5UmVxdWVzdBIOCgZrZXlfaWQYASABKAkiRwoRUm90YXRlS2V5UmVzcG9uc2USDwoHYXBpX2tleRgBIAEoCRIhCgNrZXkYAiABKAsyFC5nYXRld2F5ei52MS5LZXlJbmZvIjMKElNldEtleUNhY2hlUmVxdWVzdBIOCgZrZXlfaWQYASABKAkSDQoFY2FjaGUYAiABKAkiOAoTU2V0S2V5Q2FjaGVSZXNwb25zZRIhCgNrZXkYASABKAsyFC5nYXRld2F5ei52MS5LZXlJbmZvIjcKEEdldExpbWl0c1JlcXVlc3QSIwoGdGFyZ2V0GAEgASgLMhMuZ2F0ZXdheXoudjEuVGFyZ2V0IjgKEUdldExpbWl0c1Jlc3BvbnNlEiMKBmxpbWl0cxgBIAEoCzITLmdhdGV3YXl6LnYxLkxpbWl0cyK8AQoQU2V0TGltaXRzUmVxdWVzdBIjCgZ0YXJnZXQYASABKAsyEy5nYXRld2F5ei52MS5UYXJnZXQSEAoDcnBtGAIgASgNSACIAQESEAoDdHBtGAMgASgNSAGIAQESEAoDcnBkGAQgASgNSAKIAQESFwoKY29uY3VycmVudBgFIAEoDUgDiAEBEg0KBXJlc2V0GAYgAygJQgYKBF9ycG1CBgoEX3RwbUIGCgRfcnBkQg0KC19jb25jdXJyZW50IjgKEVNldExpbWl0c1Jlc3BvbnNlEiMKBmxpbWl0cxgBIAEoCzITLmdhdGV3YXl6LnYxLkxpbWl0cyJjChBTZXRCdWRnZXRSZXF1ZXN0EiMKBnRhcmdldBgBIAEoCzITLmdhdGV3YXl6LnYxLlRhcmdldBILCgN1c2QYAiABKAkSDgoGcGVyaW9kGAMgASgJEg0KBWNsZWFyGAQgASgIIjgKEVNldEJ1ZGdldFJlc3BvbnNlEiMKBmxpbWl0cxgBIAEoCzITLmdhdGV3YXl6LnYxLkxpbWl0cyKXAQoPR2V0VXNhZ2VSZXF1ZXN0EhAKCGdyb3VwX2J5GAEgASgJEikKBXNpbmNlGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIpCgV1bnRpbBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDAoEdXNlchgEIAEoCRIOCgZrZXlfaWQYBSABKAkiogEKCFVzYWdlUm93Eg0KBWdyb3VwGAEgASgJEhAKCHJlcXVlc3RzGAIgASgEEg4KBmVycm9ycxgDIAEoBBIVCg1wcm9tcHRfdG9rZW5zGAQgASgEEhkKEWNvbXBsZXRpb25fdG9rZW5zGAUgASgEEhAKCGNvc3RfdXNkGAYgASgJEg4KBmNhY2hlZBgHIAEoBBIRCglzYXZlZF91c2QYCCABKAkiXQoQR2V0VXNhZ2VSZXNwb25zZRIjCgRyb3dzGAEgAygLMhUuZ2F0ZXdheXoudjEuVXNhZ2VSb3cSJAoFdG90YWwYAiABKAsyFS5nYXRld2F5ei52MS5Vc2FnZVJvdzK6BQoMQWRtaW5TZXJ2aWNlEkoKCUNyZWF0ZUtleRIdLmdhdGV3YXl6LnYxLkNyZWF0ZUtleVJlcXVlc3QaHi5nYXRld2F5ei52MS5DcmVhdGVLZXlSZXNwb25zZRJHCghMaXN0S2V5cxIcLmdhdGV3YXl6LnYxLkxpc3RLZXlzUmVxdWVzdBodLmdhdGV3YXl6LnYxLkxpc3RLZXlzUmVzcG9uc2USSgoJUmV2b2tlS2V5Eh0uZ2F0ZXdheXoudjEuUmV2b2tlS2V5UmVxdWVzdBoeLmdhdGV3YXl6LnYxLlJldm9rZUtleVJlc3BvbnNlEkoKCVJvdGF0ZUtleRIdLmdhdGV3YXl6LnYxLlJvdGF0ZUtleVJlcXVlc3QaHi5nYXRld2F5ei52MS5Sb3RhdGVLZXlSZXNwb25zZRJQCgtTZXRLZXlDYWNoZRIfLmdhdGV3YXl6LnYxLlNldEtleUNhY2hlUmVxdWVzdBogLmdhdGV3YXl6LnYxLlNldEtleUNhY2hlUmVzcG9uc2USSgoJR2V0TGltaXRzEh0uZ2F0ZXdheXoudjEuR2V0TGltaXRzUmVxdWVzdBoeLmdhdGV3YXl6LnYxLkdldExpbWl0c1Jlc3BvbnNlEkoKCVNldExpbWl0cxIdLmdhdGV3YXl6LnYxLlNldExpbWl0c1JlcXVlc3QaHi5nYXRld2F5ei52MS5TZXRMaW1pdHNSZXNwb25zZRJKCglTZXRCdWRnZXQSHS5nYXRld2F5ei52MS5TZXRCdWRnZXRSZXF1ZXN0Gh4uZ2F0ZXdheXoudjEuU2V0QnVkZ2V0UmVzcG9uc2USRwoIR2V0VXNhZ2USHC5nYXRld2F5ei52MS5HZXRVc2FnZVJlcXVlc3QaHS5nYXRld2F5ei52MS5HZXRVc2FnZVJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * Target names what limits and budgets apply to.
@@ -121,6 +121,14 @@ export type KeyInfo = Message<"gatewayz.v1.KeyInfo"> & {
    * @generated from field: string replaced_by = 8;
    */
   replacedBy: string;
+
+  /**
+   * The key's own response-cache setting: "off", "on", or "default" (the
+   * gateway's CACHE setting applies).
+   *
+   * @generated from field: string cache = 9;
+   */
+  cache: string;
 };
 
 /**
@@ -285,6 +293,14 @@ export type CreateKeyRequest = Message<"gatewayz.v1.CreateKeyRequest"> & {
    * @generated from field: string budget_period = 9;
    */
   budgetPeriod: string;
+
+  /**
+   * The key's own response-cache setting: "off" or "on". Unset (or
+   * "default") means the gateway's CACHE setting applies.
+   *
+   * @generated from field: optional string cache = 10;
+   */
+  cache?: string | undefined;
 };
 
 /**
@@ -463,6 +479,55 @@ export const RotateKeyResponseSchema: GenMessage<RotateKeyResponse> = /*@__PURE_
   messageDesc(file_gatewayz_v1_admin, 11);
 
 /**
+ * SetKeyCacheRequest names the key and its new cache setting.
+ *
+ * @generated from message gatewayz.v1.SetKeyCacheRequest
+ */
+export type SetKeyCacheRequest = Message<"gatewayz.v1.SetKeyCacheRequest"> & {
+  /**
+   * Id of an active key ("key_...").
+   *
+   * @generated from field: string key_id = 1;
+   */
+  keyId: string;
+
+  /**
+   * "off", "on", or "default" to follow the gateway's CACHE setting again.
+   *
+   * @generated from field: string cache = 2;
+   */
+  cache: string;
+};
+
+/**
+ * Describes the message gatewayz.v1.SetKeyCacheRequest.
+ * Use `create(SetKeyCacheRequestSchema)` to create a new message.
+ */
+export const SetKeyCacheRequestSchema: GenMessage<SetKeyCacheRequest> = /*@__PURE__*/
+  messageDesc(file_gatewayz_v1_admin, 12);
+
+/**
+ * SetKeyCacheResponse describes the key after the change.
+ *
+ * @generated from message gatewayz.v1.SetKeyCacheResponse
+ */
+export type SetKeyCacheResponse = Message<"gatewayz.v1.SetKeyCacheResponse"> & {
+  /**
+   * The key, with its cache setting.
+   *
+   * @generated from field: gatewayz.v1.KeyInfo key = 1;
+   */
+  key?: KeyInfo | undefined;
+};
+
+/**
+ * Describes the message gatewayz.v1.SetKeyCacheResponse.
+ * Use `create(SetKeyCacheResponseSchema)` to create a new message.
+ */
+export const SetKeyCacheResponseSchema: GenMessage<SetKeyCacheResponse> = /*@__PURE__*/
+  messageDesc(file_gatewayz_v1_admin, 13);
+
+/**
  * GetLimitsRequest names the target to read.
  *
  * @generated from message gatewayz.v1.GetLimitsRequest
@@ -481,7 +546,7 @@ export type GetLimitsRequest = Message<"gatewayz.v1.GetLimitsRequest"> & {
  * Use `create(GetLimitsRequestSchema)` to create a new message.
  */
 export const GetLimitsRequestSchema: GenMessage<GetLimitsRequest> = /*@__PURE__*/
-  messageDesc(file_gatewayz_v1_admin, 12);
+  messageDesc(file_gatewayz_v1_admin, 14);
 
 /**
  * GetLimitsResponse carries the target's limits.
@@ -502,7 +567,7 @@ export type GetLimitsResponse = Message<"gatewayz.v1.GetLimitsResponse"> & {
  * Use `create(GetLimitsResponseSchema)` to create a new message.
  */
 export const GetLimitsResponseSchema: GenMessage<GetLimitsResponse> = /*@__PURE__*/
-  messageDesc(file_gatewayz_v1_admin, 13);
+  messageDesc(file_gatewayz_v1_admin, 15);
 
 /**
  * SetLimitsRequest changes some of a target's rate limits.
@@ -559,7 +624,7 @@ export type SetLimitsRequest = Message<"gatewayz.v1.SetLimitsRequest"> & {
  * Use `create(SetLimitsRequestSchema)` to create a new message.
  */
 export const SetLimitsRequestSchema: GenMessage<SetLimitsRequest> = /*@__PURE__*/
-  messageDesc(file_gatewayz_v1_admin, 14);
+  messageDesc(file_gatewayz_v1_admin, 16);
 
 /**
  * SetLimitsResponse carries the target's limits after the change.
@@ -580,7 +645,7 @@ export type SetLimitsResponse = Message<"gatewayz.v1.SetLimitsResponse"> & {
  * Use `create(SetLimitsResponseSchema)` to create a new message.
  */
 export const SetLimitsResponseSchema: GenMessage<SetLimitsResponse> = /*@__PURE__*/
-  messageDesc(file_gatewayz_v1_admin, 15);
+  messageDesc(file_gatewayz_v1_admin, 17);
 
 /**
  * SetBudgetRequest sets or clears a spending limit.
@@ -623,7 +688,7 @@ export type SetBudgetRequest = Message<"gatewayz.v1.SetBudgetRequest"> & {
  * Use `create(SetBudgetRequestSchema)` to create a new message.
  */
 export const SetBudgetRequestSchema: GenMessage<SetBudgetRequest> = /*@__PURE__*/
-  messageDesc(file_gatewayz_v1_admin, 16);
+  messageDesc(file_gatewayz_v1_admin, 18);
 
 /**
  * SetBudgetResponse carries the target's limits after the change.
@@ -644,7 +709,7 @@ export type SetBudgetResponse = Message<"gatewayz.v1.SetBudgetResponse"> & {
  * Use `create(SetBudgetResponseSchema)` to create a new message.
  */
 export const SetBudgetResponseSchema: GenMessage<SetBudgetResponse> = /*@__PURE__*/
-  messageDesc(file_gatewayz_v1_admin, 17);
+  messageDesc(file_gatewayz_v1_admin, 19);
 
 /**
  * GetUsageRequest selects and groups usage records.
@@ -693,7 +758,7 @@ export type GetUsageRequest = Message<"gatewayz.v1.GetUsageRequest"> & {
  * Use `create(GetUsageRequestSchema)` to create a new message.
  */
 export const GetUsageRequestSchema: GenMessage<GetUsageRequest> = /*@__PURE__*/
-  messageDesc(file_gatewayz_v1_admin, 18);
+  messageDesc(file_gatewayz_v1_admin, 20);
 
 /**
  * UsageRow sums the requests of one group.
@@ -717,7 +782,8 @@ export type UsageRow = Message<"gatewayz.v1.UsageRow"> & {
   requests: bigint;
 
   /**
-   * Requests that did not finish normally (errors, cancels, rejections).
+   * Requests that did not finish normally (errors, cancels, rejections); a
+   * request answered from the response cache is not one.
    *
    * @generated from field: uint64 errors = 3;
    */
@@ -738,11 +804,27 @@ export type UsageRow = Message<"gatewayz.v1.UsageRow"> & {
   completionTokens: bigint;
 
   /**
-   * Cost in USD, an exact decimal string ("0.0000125").
+   * Cost in USD, an exact decimal string ("0.0000125"). Requests answered
+   * from the cache cost 0.
    *
    * @generated from field: string cost_usd = 6;
    */
   costUsd: string;
+
+  /**
+   * Requests answered from the response cache (hits).
+   *
+   * @generated from field: uint64 cached = 7;
+   */
+  cached: bigint;
+
+  /**
+   * What the cached answers cost when they were made, in USD, an exact
+   * decimal string: the spending the cache avoided.
+   *
+   * @generated from field: string saved_usd = 8;
+   */
+  savedUsd: string;
 };
 
 /**
@@ -750,7 +832,7 @@ export type UsageRow = Message<"gatewayz.v1.UsageRow"> & {
  * Use `create(UsageRowSchema)` to create a new message.
  */
 export const UsageRowSchema: GenMessage<UsageRow> = /*@__PURE__*/
-  messageDesc(file_gatewayz_v1_admin, 19);
+  messageDesc(file_gatewayz_v1_admin, 21);
 
 /**
  * GetUsageResponse carries one row per group and their sum.
@@ -778,7 +860,7 @@ export type GetUsageResponse = Message<"gatewayz.v1.GetUsageResponse"> & {
  * Use `create(GetUsageResponseSchema)` to create a new message.
  */
 export const GetUsageResponseSchema: GenMessage<GetUsageResponse> = /*@__PURE__*/
-  messageDesc(file_gatewayz_v1_admin, 20);
+  messageDesc(file_gatewayz_v1_admin, 22);
 
 /**
  * AdminService manages Gatewayz's API keys, rate limits, budgets and usage
@@ -834,6 +916,17 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof RotateKeyRequestSchema;
     output: typeof RotateKeyResponseSchema;
+  },
+  /**
+   * SetKeyCache sets an active key's own response-cache setting, or puts it
+   * back to the gateway's CACHE. An unknown or revoked key is NOT_FOUND.
+   *
+   * @generated from rpc gatewayz.v1.AdminService.SetKeyCache
+   */
+  setKeyCache: {
+    methodKind: "unary";
+    input: typeof SetKeyCacheRequestSchema;
+    output: typeof SetKeyCacheResponseSchema;
   },
   /**
    * GetLimits returns the limits and budget set on a target.
