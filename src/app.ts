@@ -102,6 +102,7 @@ export async function startApp(config: Config, baseLog: Logger, options: AppOpti
     circuit: (provider) => breakers.state(provider),
     authRefusals: () => handler.gate.refusalsBy,
     usageRows: () => usage.rowCounts(),
+    cache: () => cache?.stats(),
   }) : undefined;
   const observer: Observer = metrics?.observer ?? NO_OBSERVER;
   const metricsRoute = metrics && createMetricsRoute(options.metrics?.(metrics) ?? metrics, log);

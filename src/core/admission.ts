@@ -47,17 +47,21 @@ export interface AdmissionTerms {
    * rate limits and the budget until it settles; throws invalid_request when
    * the request does not fit the model (an embedding size it does not make).
    */
-  reserve(model: CatalogModel): TokenCounts;
+  reserve(model: CatalogModel, principal: Principal): TokenCounts | Promise<TokenCounts>;
 }
 
 /** A chat's terms: its body validated, and its prompt estimate plus every token max_tokens allows reserved. */
-export function chatTerms(call: Pick<ChatCall, "model" | "body">): AdmissionTerms {
+export function chatTerms(call: Pick<ChatCall, "model" | "body">, cached?: (model: CatalogModel, principal: Principal) => Promise<boolean>): AdmissionTerms {
+  const worstCase = () => ({ promptTokens: estimatePromptTokens(call.body), completionTokens: completionReserve(call.body) });
   return {
     kind: "chat",
     validate: () => validateChat(call.model, call.body),
-    reserve: () => ({ promptTokens: estimatePromptTokens(call.body), completionTokens: completionReserve(call.body) }),
+    // An answer in the cache costs no tokens and nothing: only the request is counted (rpm, concurrency).
+    reserve: cached ? async (model, principal) => ((await cached(model, principal)) ? NOTHING : worstCase()) : worstCase,
   };
 }
+
+const NOTHING: TokenCounts = Object.freeze({ promptTokens: 0, completionTokens: 0 });
 
 /** Why a model of the wrong kind cannot serve the request, and where to send it instead. */
 function wrongKind(model: CatalogModel, wanted: ModelKind): GatewayError {
@@ -93,7 +97,7 @@ export function createAdmission({ catalog, prices, auth, quota, usage, observer 
       meter.model = model;
       meter.provider = model.provider;
       meter.upstreamModel = model.upstreamId;
-      const reserved = terms.reserve(model);
+      const reserved = await terms.reserve(model, principal);
       let ticket;
       try {
         ticket = await quota.take(principal, reserved.promptTokens + reserved.completionTokens, prices.picoOf(model, reserved));

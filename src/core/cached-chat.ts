@@ -7,6 +7,8 @@ import type { CacheOutcome, Observer } from "../observe/observer.js";
 import type { Route } from "../providers/provider-set.js";
 import type { UsageStore } from "../storage/usage.js";
 import type { Admitted } from "./admission.js";
+import type { Principal } from "./auth.js";
+import type { CatalogModel } from "./catalog.js";
 import type { ChatCall } from "./chat-request.js";
 import { CompletionAggregator } from "./aggregate.js";
 import type { ChatOutcome, ChatStream } from "./gateway.js";
@@ -28,18 +30,35 @@ export interface CachePlan {
  * The plan for a chat, or undefined when the cache is off for it (CACHE=off,
  * the key's own setting, or Cache-Control: no-store): the lookup is a bypass.
  */
-export function planCache(cache: AnswerCache | undefined, call: ChatCall, admitted: Admitted): CachePlan | undefined {
-  if (!cache) return undefined;
-  const keySetting = (admitted.principal as { cache?: "on" | "off" }).cache;
-  if (keySetting === "off") return undefined;
+function planCache(cache: AnswerCache | undefined, call: ChatCall, model: CatalogModel, principal: Principal): CachePlan | undefined {
+  if (!cache || principal.cache === "off") return undefined;
   const control = call.cache ?? CACHE_DEFAULT;
   if (!control.read && !control.write) return undefined;
-  const { principal } = admitted;
   const key = cacheKey({
-    operation: "chat", model: admitted.model.id, scope: cache.config.scope,
+    operation: "chat", model: model.id, scope: cache.config.scope,
     principal: { userId: principal.userId, keyId: principal.keyId }, body: call.body,
   });
   return { key, control };
+}
+
+/**
+ * One chat's look into the cache, made during admission once the key and
+ * the model are known and before the rate limits are asked: a hit reserves
+ * no tokens and no cost (it counts against rpm, not tpm or the budget).
+ */
+export class CacheLookup {
+  plan: CachePlan | undefined;
+  found: Awaited<ReturnType<AnswerCache["get"]>> | undefined;
+
+  constructor(private readonly cache: AnswerCache | undefined, readonly call: ChatCall) {}
+
+  /** True when the answer is in the cache. */
+  readonly find = async (model: CatalogModel, principal: Principal): Promise<boolean> => {
+    this.plan = planCache(this.cache, this.call, model, principal);
+    if (!this.cache || !this.plan?.control.read) return false;
+    this.found = await this.cache.get(this.plan.key);
+    return this.found.answer?.operation === "chat";
+  };
 }
 
 /** The entry a finished answer makes, if it may be kept. */
@@ -124,23 +143,19 @@ function answerOf(done: Completed): CachedChat | undefined {
  * kept for the next. If the first request's client goes away, those waiting
  * on it go upstream themselves; any other failure is theirs too.
  */
-export async function cachedComplete(d: CacheFlowDeps, call: ChatCall, meter: RequestMeter, entry: Entry, upstream: () => Promise<Completed>): Promise<Completed> {
+export async function cachedComplete(d: CacheFlowDeps, lookup: CacheLookup, meter: RequestMeter, entry: Entry, upstream: () => Promise<Completed>): Promise<Completed> {
   const { cache } = d;
-  const plan = planCache(cache, call, entry.admitted);
+  const { plan, found } = lookup;
+  const call = lookup.call;
   if (!cache || !plan) {
     if (cache) d.observer.cacheLookup("chat", "bypass");
     return withCache(await upstream(), cache ? "bypass" : undefined);
   }
-  if (plan.control.read) {
-    const found = await cache.get(plan.key);
-    if (found.answer?.operation === "chat") {
-      d.observer.cacheLookup("chat", "hit");
-      return serve(d, meter, entry.admitted, found.answer, "hit");
-    }
-    d.observer.cacheLookup("chat", found.outcome === "error" ? "error" : "miss");
-  } else {
-    d.observer.cacheLookup("chat", "bypass");
+  if (found?.answer?.operation === "chat") {
+    d.observer.cacheLookup("chat", "hit");
+    return serve(d, meter, entry.admitted, found.answer, "hit");
   }
+  d.observer.cacheLookup("chat", found === undefined ? "bypass" : found.outcome === "error" ? "error" : "miss");
   let mine: Completed | undefined;
   try {
     const flight = await cache.flight.run(plan.key, async () => {
@@ -202,26 +217,20 @@ function keeping(stream: ChatStream, cache: CacheAnswer, keep: (done: Completed)
  * way round: the entry is the same); a miss streams from upstream and, if
  * it ends complete, is kept. Streamed requests do not coalesce.
  */
-export async function cachedStream(d: CacheFlowDeps, call: ChatCall, meter: RequestMeter, entry: Entry, upstream: () => Promise<ChatStream>): Promise<ChatStream> {
+export async function cachedStream(d: CacheFlowDeps, lookup: CacheLookup, meter: RequestMeter, entry: Entry, upstream: () => Promise<ChatStream>): Promise<ChatStream> {
   const { cache } = d;
-  const plan = planCache(cache, call, entry.admitted);
+  const { plan, found } = lookup;
   if (!cache || !plan) {
     if (!cache) return upstream();
     d.observer.cacheLookup("chat", "bypass");
     return { ...(await upstream()), cache: "bypass" };
   }
-  let how: CacheAnswer = "bypass";
-  if (plan.control.read) {
-    const found = await cache.get(plan.key);
-    if (found.answer?.operation === "chat") {
-      d.observer.cacheLookup("chat", "hit");
-      return replayStream(await serve(d, meter, entry.admitted, found.answer, "hit"));
-    }
-    d.observer.cacheLookup("chat", found.outcome === "error" ? "error" : "miss");
-    how = "miss";
-  } else {
-    d.observer.cacheLookup("chat", "bypass");
+  if (found?.answer?.operation === "chat") {
+    d.observer.cacheLookup("chat", "hit");
+    return replayStream(await serve(d, meter, entry.admitted, found.answer, "hit"));
   }
+  d.observer.cacheLookup("chat", found === undefined ? "bypass" : found.outcome === "error" ? "error" : "miss");
+  const how: CacheAnswer = found === undefined ? "bypass" : "miss";
   const stream = await upstream();
   if (!plan.control.write) return { ...stream, cache: how };
   return keeping(stream, how, (done) => {

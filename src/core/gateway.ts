@@ -29,7 +29,7 @@ import { countPromptTokens, countTokens } from "./tokens.js";
 import { fromOpenAIUsage, NO_USAGE, toOpenAIUsage, type TokenUsage } from "./usage.js";
 import type { Observer } from "../observe/observer.js";
 import type { AnswerCache } from "../cache/answer-cache.js";
-import { cachedComplete, cachedStream, type CacheAnswer, type CacheFlowDeps } from "./cached-chat.js";
+import { CacheLookup, cachedComplete, cachedStream, type CacheAnswer, type CacheFlowDeps } from "./cached-chat.js";
 import type { RequestTelemetry } from "../observe/telemetry.js";
 
 /** What a finished request amounted to; the same for every front door. */
@@ -285,11 +285,17 @@ export function createGateway(deps: GatewayDeps): Gateway {
       await usage.committed();
     },
 
-    complete: (call) => metered(call, chatTerms(call), false, (meter, entry) =>
-      cachedComplete(cacheFlow, call, meter, entry, () => completeUpstream(call, meter, entry))),
+    complete: (call) => {
+      const lookup = new CacheLookup(deps.cache, call);
+      return metered(call, chatTerms(call, deps.cache && lookup.find), false, (meter, entry) =>
+        cachedComplete(cacheFlow, lookup, meter, entry, () => completeUpstream(call, meter, entry)));
+    },
 
-    stream: (call) => metered(call, chatTerms(call), true, (meter, entry) =>
-      cachedStream(cacheFlow, call, meter, entry, () => streamUpstream(call, meter, entry))),
+    stream: (call) => {
+      const lookup = new CacheLookup(deps.cache, call);
+      return metered(call, chatTerms(call, deps.cache && lookup.find), true, (meter, entry) =>
+        cachedStream(cacheFlow, lookup, meter, entry, () => streamUpstream(call, meter, entry)));
+    },
 
     embed: (call) => embed(call, {
       metered: (c, terms, work) => metered(c, terms, false, work),

@@ -16,6 +16,7 @@ import { createResponsesDoor, responsesRoute } from "./responses-door.js";
 import type { ResponseStore } from "../storage/responses.js";
 import type { RequestScope } from "./requests.js";
 import { SseWriter } from "./sse.js";
+import { cacheControlOf, cacheHeader, headerText } from "../cache/cache-control.js";
 
 // OpenAI's `created` for a model is when it was published; ours is when the
 // catalog format began, constant so clients can cache the list.
@@ -144,7 +145,10 @@ async function chatCompletions({ gateway, options, log }: Door, req: Req, res: R
       throw new GatewayError("invalid_request", "model must be a string such as 'qwen-plus'", { param: "model" });
     }
     // The scope's signal aborts when the client goes away, stalls, or a drain runs out: the upstream call stops at once.
-    call = { model: model ?? "", body: rest as ChatBody, signal: scope.signal, authorization, principal, protocol: "openai", telemetry: scope.telemetry };
+    call = {
+      model: model ?? "", body: rest as ChatBody, signal: scope.signal, authorization, principal, protocol: "openai", telemetry: scope.telemetry,
+      cache: cacheControlOf(headerText(req.headers["cache-control"]), headerText(req.headers["x-gatewayz-cache-ttl"])),
+    };
   } catch (err) {
     // Refused before the core saw it: still one usage record.
     await gateway.refused({ protocol: "openai", model: typeof model === "string" ? model : "", authorization, telemetry: scope.telemetry }, err);
@@ -155,7 +159,7 @@ async function chatCompletions({ gateway, options, log }: Door, req: Req, res: R
     const { completion, outcome, rateLimit } = await gateway.complete(call);
     sendJson(res, 200, completion, {
       ...rateLimitHeaders(rateLimit), "x-gatewayz-provider": outcome.provider, "x-gatewayz-model": outcome.upstreamModel,
-      "x-gatewayz-attempts": String(outcome.attempts),
+      "x-gatewayz-attempts": String(outcome.attempts), ...cacheHeader(outcome.cache),
     });
     return;
   }
@@ -165,7 +169,7 @@ async function chatCompletions({ gateway, options, log }: Door, req: Req, res: R
   const sse = new SseWriter(res, scope, options.sendTimeoutMs);
   sse.open({
     ...rateLimitHeaders(chat.rateLimit), "x-gatewayz-provider": chat.provider, "x-gatewayz-model": chat.upstreamModel,
-    "x-gatewayz-attempts": String(chat.attempts),
+    "x-gatewayz-attempts": String(chat.attempts), ...cacheHeader(chat.cache),
   });
   let last: ChatCompletionChunk | undefined;
   try {

@@ -5,6 +5,7 @@ import { rateLimitHeaders, type RateLimitSnapshot } from "../core/limiter.js";
 import { GatewayError, toOpenAIError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { EventText } from "../responses/event-text.js";
+import { cacheControlOf, cacheHeader, headerText } from "../cache/cache-control.js";
 import { ResponseEvents, type ResponseEvent } from "../responses/events.js";
 import { chatMessages, inputItems } from "../responses/input.js";
 import { invalid } from "../responses/invalid.js";
@@ -98,6 +99,7 @@ export function createResponsesDoor({ gateway, store, options, log }: ResponsesD
       const call: ChatCall = {
         model, body: { ...parsed.chat, messages } as ChatBody, signal: scope.signal, authorization, principal,
         protocol: "openai", telemetry: scope.telemetry, operation: "responses",
+        cache: cacheControlOf(headerText(req.headers["cache-control"]), headerText(req.headers["x-gatewayz-cache-ttl"])),
       };
       // An unknown model is refused by the core (404 model_not_found, with its usage row).
       return { parsed, input, call, shell: s };
@@ -183,10 +185,10 @@ export function createResponsesDoor({ gateway, store, options, log }: ResponsesD
   };
 }
 
-function answerHeaders(rateLimit: RateLimitSnapshot, served: Pick<ChatOutcome, "provider" | "upstreamModel" | "attempts">): Record<string, string> {
+function answerHeaders(rateLimit: RateLimitSnapshot, served: Pick<ChatOutcome, "provider" | "upstreamModel" | "attempts" | "cache">): Record<string, string> {
   return {
     ...rateLimitHeaders(rateLimit), "x-gatewayz-provider": served.provider, "x-gatewayz-model": served.upstreamModel,
-    "x-gatewayz-attempts": String(served.attempts),
+    "x-gatewayz-attempts": String(served.attempts), ...cacheHeader(served.cache),
   };
 }
 
