@@ -1,3 +1,4 @@
+import { cacheControlOf } from "../cache/cache-control.js";
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ConnectRouter, type HandlerContext, type Interceptor } from "@connectrpc/connect";
 import {
@@ -31,17 +32,21 @@ export function registerGatewayService(router: ConnectRouter, gateway: Gateway, 
       const protocol = ctx.protocolName as Protocol;
       try {
         let body;
+        let cache;
         try {
           body = chatBodyFromProto(req);
+          // The same controls as the OpenAI door's headers, as request metadata.
+          cache = cacheControlOf(ctx.requestHeader.get("cache-control"), ctx.requestHeader.get("x-gatewayz-cache-ttl"));
         } catch (err) {
           await gateway.refused({ protocol, model: req.model, authorization, telemetry: ctx.values.get(telemetryKey) }, err);
           throw err;
         }
         const principal = ctx.values.get(principalKey);
-        const stream = await gateway.stream({ model: req.model, body, signal: ctx.signal, authorization, principal, protocol, telemetry: ctx.values.get(telemetryKey) });
+        const stream = await gateway.stream({ model: req.model, body, signal: ctx.signal, authorization, principal, protocol, telemetry: ctx.values.get(telemetryKey), cache });
         for (const [name, value] of Object.entries(rateLimitHeaders(stream.rateLimit))) ctx.responseHeader.set(name, value);
         ctx.responseHeader.set("x-gatewayz-provider", stream.provider);
         ctx.responseHeader.set("x-gatewayz-attempts", String(stream.attempts));
+        if (stream.cache) ctx.responseHeader.set("x-gatewayz-cache", stream.cache);
         for await (const chunk of stream) {
           const delta = deltaFromChunk(chunk);
           if (delta) yield delta;

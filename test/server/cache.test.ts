@@ -154,8 +154,12 @@ describe("the response cache", () => {
     const g = await grpcChat(gw.url, gw.authorization, { model: MODEL, messages: [{ role: "user", content: q }] });
     expect(g.status.code).toBe(0);
     expect(g.done?.finish_reason).toBe("stop");
-    expect(gw.fake.requests).toHaveLength(1);
-    expect(usage.rows<Row>().map((row) => row.status)).toEqual(["ok", "cached", "cached"]);
+    expect(g.metadata?.get("x-gatewayz-cache")).toEqual(["hit"]);
+    // The RPC doors take Cache-Control as metadata.
+    const refreshed = await grpcChat(gw.url, gw.authorization, { model: MODEL, messages: [{ role: "user", content: q }] }, { "cache-control": "no-cache" });
+    expect(refreshed.metadata?.get("x-gatewayz-cache")).toEqual(["bypass"]);
+    expect(gw.fake.requests).toHaveLength(2);
+    expect(usage.rows<Row>().map((row) => row.status)).toEqual(["ok", "cached", "cached", "ok"]);
   });
 });
 
