@@ -115,6 +115,11 @@ ${lines.join("\n")}
 
 /** Splices the section into bench/RESULTS.md (creating it if need be) and writes the run's JSON. */
 export function writeAgainst(markdown: string, json: unknown): { md: string; json: string } {
+  return writeSection(AGAINST_SECTION, "against", markdown, json);
+}
+
+/** One marked section of RESULTS.md replaced (or added), and the run's JSON under bench/out/`prefix`-<time>.json. */
+export function writeSection(name: string, prefix: string, markdown: string, json: unknown): { md: string; json: string } {
   const md = join(ROOT, "bench/RESULTS.md");
   let doc = "# Gatewayz benchmark results\n";
   try {
@@ -122,10 +127,10 @@ export function writeAgainst(markdown: string, json: unknown): { md: string; jso
   } catch {
     // no RESULTS.md yet
   }
-  writeFileSync(md, spliceSection(doc, AGAINST_SECTION, section(AGAINST_SECTION, markdown)));
+  writeFileSync(md, spliceSection(doc, name, section(name, markdown)));
   const dir = join(ROOT, "bench/out");
   mkdirSync(dir, { recursive: true });
-  const file = join(dir, `against-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
+  const file = join(dir, `${prefix}-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
   writeFileSync(file, JSON.stringify(json, null, 2) + "\n");
   return { md, json: file };
 }

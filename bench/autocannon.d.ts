@@ -14,6 +14,8 @@ declare module "autocannon" {
     timeout?: number;
     /** Returning a falsy value counts the response in `mismatches`. */
     verifyBody?: (body: string) => boolean;
+    /** Each connection cycles through these; setupRequest may rewrite the request before it is sent. */
+    requests?: Array<{ setupRequest?: (req: { body?: string | Buffer }) => { body?: string | Buffer } }>;
   }
 
   interface Result {

@@ -10,6 +10,8 @@ export interface HttpTarget {
   path: string;
   headers: Record<string, string>;
   body: string | Buffer;
+  /** Called for every request instead of sending `body` each time: requests that differ (cache misses). */
+  bodies?: () => string;
   /** A complete, successful body (SSE ends with [DONE]; Connect's end-stream has no error). */
   verify?: (body: string) => boolean;
 }
@@ -33,6 +35,7 @@ export async function autocannonRun(t: HttpTarget, connections: number, seconds:
     sampleInt: 100,
     timeout: 30,
     ...(t.verify ? { verifyBody: t.verify } : {}),
+    ...(t.bodies ? { requests: [{ setupRequest: (req: { body?: string | Buffer }) => ({ ...req, body: t.bodies!() }) }] } : {}),
   });
   // The first argument is the connection's client object: it identifies the caller.
   const ids = new Map<object, number>();

@@ -54,7 +54,16 @@ function connectComplete(body: string): boolean {
   return end >= 0 && body.includes('"done"') && !body.slice(end).includes('"error"');
 }
 
-export function paths(e: Endpoints): Record<PathId, Part[]> {
+/**
+ * The shim's request with a counter in its text, so that every request differs from every
+ * other: with the cache on, each is a miss (bench --distinct, the cache comparison).
+ */
+export function distinctBodies(): () => string {
+  let n = 0;
+  return () => JSON.stringify({ model: "qwen-max", messages: [{ role: "user", content: `Hello, benchmark ${n++}` }] });
+}
+
+export function paths(e: Endpoints, options: { distinct?: boolean } = {}): Record<PathId, Part[]> {
   const auth = { authorization: `Bearer ${e.key}` };
   // What the gateway sends upstream: the same body, model resolved, and (streams) usage asked for.
   const upstreamJson = JSON.stringify({ messages: MESSAGES, model: "qwen-max" });
@@ -92,7 +101,10 @@ export function paths(e: Endpoints): Record<PathId, Part[]> {
     shim: [{
       kind: "load",
       direct: (c, s) => autocannonRun(direct(upstreamJson), c, s),
-      gateway: (c, s) => autocannonRun(viaShim(JSON.stringify({ model: "qwen-max", messages: MESSAGES })), c, s),
+      gateway: (c, s) => autocannonRun({
+        ...viaShim(JSON.stringify({ model: "qwen-max", messages: MESSAGES })),
+        ...(options.distinct ? { bodies: distinctBodies() } : {}),
+      }, c, s),
     }],
     "shim-stream": [
       { kind: "load", direct: (c, s) => autocannonRun(directStream, c, s), gateway: (c, s) => autocannonRun(shimStream, c, s) },

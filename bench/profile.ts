@@ -21,6 +21,8 @@ const { values } = parseArgs({
     profile: { type: "string", default: "zero" },
     top: { type: "string", default: "30" },
     env: { type: "string", multiple: true, default: [] },
+    // Every shim request different from the others (with CACHE=on, every one a miss).
+    distinct: { type: "boolean", default: false },
   },
 });
 const path = values.path as PathId;
@@ -57,7 +59,7 @@ const gw = await startGateway(env, key, {
   // Unbundled, so that every frame keeps the file (and npm package) it came from.
   entry: "dist/src/main.js",
 });
-const part = paths({ fake: `http://127.0.0.1:${fake.port}`, gateway: `http://127.0.0.1:${gw.port}`, gatewayPort: gw.port, key })[path][0]!;
+const part = paths({ fake: `http://127.0.0.1:${fake.port}`, gateway: `http://127.0.0.1:${gw.port}`, gatewayPort: gw.port, key }, { distinct: values.distinct })[path][0]!;
 const c = Number(values.concurrency);
 await part.gateway(c, 1); // warm-up
 const r = await part.gateway(c, Number(values.seconds));
@@ -66,7 +68,7 @@ await fake.stop();
 const file = readdirSync(profDir).find((f) => f.endsWith(".cpuprofile"));
 if (!file) throw new Error(`no profile written:\n${gw.logTail()}`);
 const raw = readFileSync(join(profDir, file), "utf8");
-const kept = join(outDir, `${path}-c${c}-${values.profile}.cpuprofile`);
+const kept = join(outDir, `${path}-c${c}-${values.profile}${values.distinct ? "-distinct" : ""}.cpuprofile`);
 writeFileSync(kept, raw);
 const prof = JSON.parse(raw) as CpuProfile;
 

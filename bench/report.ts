@@ -373,15 +373,22 @@ ${extra}
 }
 
 /** Writes RESULTS.md (keeping the --against section of the file it replaces, unless `doc` has one) and the JSON. */
+/** The sections other kinds of run write (--against, --only-cache): carried over when this run did not measure them. */
+const KEPT_SECTIONS = [AGAINST_SECTION, "cache"];
+
 export function write(doc: string, json: unknown): { md: string; json: string } {
   const md = join(ROOT, "bench/RESULTS.md");
-  let kept: string | undefined;
+  let old = "";
   try {
-    kept = findSection(readFileSync(md, "utf8"), AGAINST_SECTION);
+    old = readFileSync(md, "utf8");
   } catch {
     // no RESULTS.md yet
   }
-  writeFileSync(md, kept && !findSection(doc, AGAINST_SECTION) ? spliceSection(doc, AGAINST_SECTION, kept) : doc);
+  for (const name of KEPT_SECTIONS) {
+    const kept = findSection(old, name);
+    if (kept && !findSection(doc, name)) doc = spliceSection(doc, name, kept);
+  }
+  writeFileSync(md, doc);
   const dir = join(ROOT, "bench/out");
   mkdirSync(dir, { recursive: true });
   const file = join(dir, `results-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);

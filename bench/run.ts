@@ -7,7 +7,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AGAINST_PLAN, compareAgainst, type AgainstRun } from "./against.js";
-import { againstMarkdown, againstRows, writeAgainst } from "./against-report.js";
+import { againstMarkdown, againstRows, writeAgainst, writeSection } from "./against-report.js";
+import { CACHE_SECTION, cacheMarkdown, compareCache } from "./cache-compare.js";
 import type { Profile } from "./fake-upstream.js";
 import { measure as measureRun } from "./measure.js";
 import { USAGE, parseOptions } from "./options.js";
@@ -39,13 +40,13 @@ const began = performance.now();
 
 // Each run is followed by a short settle; the whole thing is bounded by a watchdog.
 const runsPerProfile = opts.rounds * (opts.concurrency.length + (opts.workers > 1 ? 1 : 0)) *
-  opts.paths.reduce((n, p) => n + (p === "shim-stream" ? 4 : 2), 0) + (opts.recording ? opts.rounds * 2 : 0) + (opts.metrics ? opts.rounds * 2 : 0);
+  opts.paths.reduce((n, p) => n + (p === "shim-stream" ? 4 : 2), 0) + (opts.recording ? opts.rounds * 2 : 0) + (opts.metrics ? opts.rounds * 2 : 0) + (opts.cache ? opts.rounds * 3 : 0);
 // --against: two runs per path and round of its plan, a warm-up per path and gateway, and the ref's build.
 const againstRuns = opts.against ? opts.rounds * 2 * AGAINST_PLAN.filter((s) => opts.profiles.includes(s.profile))
   .reduce((n, s) => n + s.paths.filter((p) => opts.paths.includes(p)).length, 0) : 0;
 const againstS = opts.against ? againstRuns * (opts.seconds + 0.5) + (againstRuns / opts.rounds) * 1.5 + 15 : 0;
-const mainRuns = opts.onlyAgainst ? 0 : opts.profiles.length * runsPerProfile;
-const estimateS = (opts.onlyAgainst ? 5 : opts.profiles.length * (runsPerProfile * (opts.seconds + 0.3) + opts.paths.length * 1.5 * 1 + 2 + IDLE_MS / 1000) + opts.coldStarts + 5) + againstS;
+const mainRuns = opts.onlyCache ? opts.rounds * 3 : opts.onlyAgainst ? 0 : opts.profiles.length * runsPerProfile;
+const estimateS = (opts.onlyCache ? mainRuns * (opts.seconds + 0.5) + 10 : opts.onlyAgainst ? 5 : opts.profiles.length * (runsPerProfile * (opts.seconds + 0.3) + opts.paths.length * 1.5 * 1 + 2 + IDLE_MS / 1000) + opts.coldStarts + 5) + againstS;
 process.stderr.write(`bench: ${mainRuns + againstRuns} runs of ${opts.seconds} s, about ${(estimateS / 60).toFixed(1)} min\n`);
 setTimeout(() => {
   process.stderr.write(`bench: watchdog: still running after ${Math.round(estimateS * 2 + 120)} s, giving up\n`);
@@ -73,6 +74,22 @@ async function against(ref: string): Promise<{ run: AgainstRun; markdown: string
     rounds: opts.rounds, seconds: opts.seconds, elapsedS: (performance.now() - start) / 1000,
   }, run, againstRows(run.records));
   return { run, markdown };
+}
+
+/** The cache profile at c=64 (or the largest concurrency below it), and its section of RESULTS.md. */
+const cacheConcurrency = Math.max(...opts.concurrency.filter((c) => c <= 64), Math.min(...opts.concurrency));
+async function cacheProfile(): Promise<{ records: RunRecord[]; markdown: string }> {
+  const records = await compareCache({ fake, env, key, rounds: opts.rounds, seconds: opts.seconds, concurrency: cacheConcurrency, warmupS: WARMUP_S });
+  const markdown = cacheMarkdown(records, { date: new Date().toISOString(), commit, command, concurrency: cacheConcurrency, rounds: opts.rounds, seconds: opts.seconds });
+  return { records, markdown };
+}
+
+if (opts.onlyCache) {
+  const { records, markdown } = await cacheProfile();
+  await fake.stop();
+  const files = writeSection(CACHE_SECTION, "cache", markdown, { command, commit, records });
+  process.stdout.write(`\n${markdown}\nWrote its section of ${files.md}, and ${files.json}\n`);
+  process.exit(0);
 }
 
 if (opts.onlyAgainst) {
@@ -211,6 +228,8 @@ async function compareOnOff(what: string, offEnv: Record<string, string>): Promi
 // Usage recording, then the Prometheus metrics (issue 10: at most 3% of throughput).
 if (opts.recording) await compareOnOff("recording", { USAGE_RECORDING: "off" });
 if (opts.metrics) await compareOnOff("metrics", { METRICS: "off" });
+const cached = opts.cache ? await cacheProfile() : undefined;
+if (cached) records.push(...cached.records);
 const compared = opts.against ? await against(opts.against) : undefined;
 await fake.stop();
 
@@ -224,11 +243,12 @@ const meta = {
   memoryRuns,
   elapsedS: (performance.now() - began) / 1000,
 };
-const rows = summarize(records.filter((r) => !r.variant.startsWith("recording") && !r.variant.startsWith("metrics")));
+const rows = summarize(records.filter((r) => !/^(recording|metrics|cache) /.test(r.variant)));
 const rendered = render(meta, rows, profileRuns, records);
-const doc = compared ? spliceSection(rendered.doc, AGAINST_SECTION, section(AGAINST_SECTION, compared.markdown)) : rendered.doc;
+let doc = compared ? spliceSection(rendered.doc, AGAINST_SECTION, section(AGAINST_SECTION, compared.markdown)) : rendered.doc;
+if (cached) doc = spliceSection(doc, CACHE_SECTION, section(CACHE_SECTION, cached.markdown));
 const files = write(doc, { meta, profiles: profileRuns, rows, records, ...(compared ? { against: compared.run } : {}) });
-process.stdout.write(`\n${rendered.summary}${compared ? `\n${compared.markdown}` : ""}\nWrote ${files.md} and ${files.json}\n`);
+process.stdout.write(`\n${rendered.summary}${cached ? `\n${cached.markdown}\n` : ""}${compared ? `\n${compared.markdown}` : ""}\nWrote ${files.md} and ${files.json}\n`);
 const failed = rows.filter((r) => r.direct.errors || r.gateway.errors);
 for (const r of failed) process.stderr.write(`bench: errors in ${r.profile} ${PATH_TITLES[r.path]} c=${r.concurrency}: direct ${r.direct.errors}, gateway ${r.gateway.errors}\n`);
 process.exit(0);

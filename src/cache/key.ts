@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 
 /**
  * The response cache's key: the sha256 (hex) of a canonical serialisation of
@@ -72,7 +72,7 @@ export const EXCLUDED_EMBEDDINGS_FIELDS: ReadonlySet<string> = new Set([
 
 /** The cache key of a request: 64 hex characters. */
 export function cacheKey(input: CacheKeyInput): string {
-  return createHash("sha256").update(canonicalRequest(input)).digest("hex");
+  return hash("sha256", canonicalRequest(input), "hex");
 }
 
 /** The text that is hashed; exported so tests (and a debugging operator) can see what a key covers. */
@@ -118,7 +118,8 @@ function without(body: Readonly<Record<string, unknown>>, excluded: ReadonlySet<
  * produces one). undefined is returned only for a value JSON would drop.
  */
 export function canonical(value: unknown): string | undefined {
-  if (value === null) return "null";
+  // Written with string concatenation, not arrays joined: this runs on every
+  // request the cache sees, and is a third of what a miss costs it.
   switch (typeof value) {
     case "string":
     case "number":
@@ -130,13 +131,31 @@ export function canonical(value: unknown): string | undefined {
     case "symbol":
       return undefined;
   }
+  if (value === null) return "null";
   const object = value as { toJSON?: unknown };
   if (typeof object.toJSON === "function") return canonical((object.toJSON as () => unknown)());
-  if (Array.isArray(value)) return `[${value.map((item) => canonical(item) ?? "null").join(",")}]`;
-  const members: string[] = [];
-  for (const name of Object.keys(value as object).sort()) {
-    const text = canonical((value as Record<string, unknown>)[name]);
-    if (text !== undefined) members.push(`${JSON.stringify(name)}:${text}`);
+  if (Array.isArray(value)) {
+    let text = "[";
+    for (let i = 0; i < value.length; i++) {
+      if (i > 0) text += ",";
+      text += canonical(value[i]) ?? "null";
+    }
+    return text + "]";
   }
-  return `{${members.join(",")}}`;
+  const names = Object.keys(value as object);
+  // Most objects are small and many already in order: sorted only when not.
+  for (let i = 1; i < names.length; i++) {
+    if (names[i - 1]! > names[i]!) {
+      names.sort();
+      break;
+    }
+  }
+  let text = "{";
+  for (const name of names) {
+    const member = canonical((value as Record<string, unknown>)[name]);
+    if (member === undefined) continue;
+    if (text.length > 1) text += ",";
+    text += JSON.stringify(name) + ":" + member;
+  }
+  return text + "}";
 }

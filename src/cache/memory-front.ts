@@ -1,25 +1,29 @@
 import { LRUCache } from "lru-cache";
-import type { CacheStats, CacheStore } from "./store.js";
+import type { CacheStats, CacheStore, TtlAwareStore } from "./store.js";
+
+export type { TtlAwareStore } from "./store.js";
 
 /**
  * An in-process LRU in front of a shared store (SQLite or Redis), itself a
  * CacheStore: a hit in memory costs no I/O, no serialisation across
  * processes and no await on another server. Sized by bytes (keys and values)
  * and aged per entry, like the store behind it.
+ *
+ * Filled by reads only (write-around): an answer enters memory when it is
+ * first served from the store, not when it is stored. Most answers are
+ * never asked for again, and holding each one the gateway makes would keep
+ * tens of MiB of short-lived answers alive in V8's old generation, which
+ * every full GC then marks: that cost a miss more than the store's write.
+ * What memory holds is what has been asked for twice.
  */
-
-/** A store that can say how long an entry has left, so memory does not keep it longer. */
-export interface TtlAwareStore extends CacheStore {
-  getWithTtl(key: string): Promise<{ value: Uint8Array; ttlMs: number } | undefined>;
-}
 
 export interface MemoryFrontOptions {
   /** The bytes (keys + values) memory may hold; entries are evicted, least recently used first, beyond it. */
   readonly maxBytes: number;
   /**
-   * How long memory keeps an entry read from a store that cannot tell its
-   * remaining TTL. Bounded because it is how long this process may go on
-   * serving an entry after it expired or was deleted by another process
+   * The longest memory keeps an entry it read (shorter when the store says
+   * the entry has less left). Bounded because it is how long this process
+   * may go on serving an entry after another process deleted or replaced it
    * (another host's no-cache refresh writes the store, not this memory).
    */
   readonly fillTtlMs?: number;
@@ -69,7 +73,8 @@ export function createMemoryFront(store: CacheStore, options: MemoryFrontOptions
       return value && { value, ttlMs: fillTtlMs };
     }
     const found = await ttlAware.getWithTtl(key);
-    return found && { value: found.value, ttlMs: Number.isFinite(found.ttlMs) ? found.ttlMs : fillTtlMs };
+    // Never longer than fillTtlMs either: another process may replace or delete the entry in the store.
+    return found && { value: found.value, ttlMs: Number.isFinite(found.ttlMs) ? Math.min(found.ttlMs, fillTtlMs) : fillTtlMs };
   }
 
   const memoryStats = (): CacheStats => ({ entries: memory.size, bytes: memory.calculatedSize, evictions });
@@ -93,10 +98,9 @@ export function createMemoryFront(store: CacheStore, options: MemoryFrontOptions
     },
 
     async set(key, value, ttlMs) {
+      // Write-around: the store has the new value, memory drops the old one and fills on the next read.
       invalidate(key);
-      // Memory first: if the store rejects, this process still answers from memory, and the caller still hears it.
-      if (ttlMs >= 1) memory.set(key, value, { ttl: Math.floor(ttlMs) });
-      else memory.delete(key);
+      memory.delete(key);
       await store.set(key, value, ttlMs);
     },
 

@@ -2,7 +2,7 @@ import { deflateRawSync, inflateRawSync } from "node:zlib";
 import type { ConnectionOptions } from "node:tls";
 import { Redis } from "ioredis";
 import type { Logger } from "../log.js";
-import type { CacheStore, CacheStats } from "./store.js";
+import type { CacheStats, TtlAwareStore } from "./store.js";
 
 /**
  * The cache store shared by every gateway process on every host (REDIS_URL).
@@ -47,7 +47,7 @@ const DEFLATE = 1;
 /** A corrupt or hostile entry must not inflate into a huge buffer: far above any answer the gateway stores. */
 const MAX_INFLATED_BYTES = 64 * 1024 * 1024;
 
-export interface RedisCacheStore extends CacheStore {
+export interface RedisCacheStore extends TtlAwareStore {
   /** Resolves true once connected and ready, false after `ms` without (startup can wait for this, bounded). */
   ready(ms: number): Promise<boolean>;
 }
@@ -91,14 +91,23 @@ export function createRedisCacheStore(options: RedisStoreOptions): RedisCacheSto
     log?.info(`cache: Redis at ${where} reconnected, cache serving again`);
   });
 
+  const getWithTtl = async (key: string): Promise<{ value: Uint8Array; ttlMs: number } | undefined> => {
+    // One round trip: GET and PTTL pipelined (a PTTL of -2 means it expired in between: nothing to keep).
+    const replies = await client.pipeline().getBuffer(prefix + key).pttl(prefix + key).exec();
+    const [[getError, stored], [ttlError, pttl]] = replies as [[Error | null, Buffer | null], [Error | null, number]];
+    if (getError) throw getError;
+    if (stored === null) return undefined;
+    const value = decode(stored);
+    if (value === undefined) {
+      log?.warn("cache: unreadable entry in Redis, treated as a miss");
+      return undefined;
+    }
+    return { value, ttlMs: ttlError || pttl === -1 ? Infinity : Math.max(0, pttl) };
+  };
+
   return {
-    async get(key) {
-      const stored = await client.getBuffer(prefix + key);
-      if (stored === null) return undefined;
-      const value = decode(stored);
-      if (value === undefined) log?.warn("cache: unreadable entry in Redis, treated as a miss");
-      return value;
-    },
+    getWithTtl,
+    get: async (key) => (await getWithTtl(key))?.value,
     async set(key, value, ttlMs) {
       await client.set(prefix + key, encode(value, compressAbove), "PX", Math.max(1, Math.ceil(ttlMs)));
     },

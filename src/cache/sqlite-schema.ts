@@ -1,47 +1,68 @@
 import Database from "better-sqlite3";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, renameSync, rmSync } from "node:fs";
 import { dirname } from "node:path";
 
 export type CacheDb = Database.Database;
 
 /** "GzCa": marks the file as Gatewayz's cache, so it is never mistaken for (or written over) the usage database. */
 const APPLICATION_ID = 0x477a4361;
-const SCHEMA_VERSION = 1;
+/** 2: append-only rows found through each worker's in-memory index (1 had a TEXT primary key and LRU touches). */
+const SCHEMA_VERSION = 2;
 
 /**
- * A plain rowid table, not WITHOUT ROWID: values are KiBs, and SQLite keeps
- * large rows out of a rowid table's b-tree better. `bytes` is the key's and
- * the value's length, what the size limit counts. The (used_at, bytes) index
- * serves LRU eviction in order and is a covering index for the SUM(bytes)
- * and COUNT(*) that resynchronise the totals: a scan of ~30 bytes per entry,
- * not of every value.
+ * Rows are only ever appended (AUTOINCREMENT: an id is never reused), so a
+ * write extends the right edge of the table's b-tree and of the expiry
+ * index instead of dirtying a random page of a key index: a b-tree keyed by
+ * a hash dirties about one 4 KiB page per entry, which the WAL then writes
+ * twice. Lookups need no index on disk: each worker keeps hash -> id in
+ * memory (sqlite-store.ts) and reads new ids as they come. The id is the
+ * entry's age. `hash` is the key's 30-bit hash (keyHash), `bytes` the
+ * key's and the value's length, what the size limit counts; the expiry
+ * index covers hash and bytes so that loading the in-memory index and
+ * summing the totals scan ~25 bytes per entry, not the values.
  */
 const SCHEMA = `
-CREATE TABLE IF NOT EXISTS cache_entries (
-  key TEXT PRIMARY KEY,
+CREATE TABLE cache_entries (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  hash INTEGER NOT NULL,
+  key TEXT NOT NULL,
   value BLOB NOT NULL,
   bytes INTEGER NOT NULL,
-  expires_at INTEGER NOT NULL,
-  used_at INTEGER NOT NULL
+  expires_at INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS cache_entries_expires_at ON cache_entries (expires_at);
-CREATE INDEX IF NOT EXISTS cache_entries_used_at ON cache_entries (used_at, bytes);
+CREATE INDEX cache_entries_expires_at ON cache_entries (expires_at, hash, bytes);
 `;
 
 /**
  * Opens (creating if needed) the cache's own SQLite file: WAL, so the
- * workers of a host read while one writes; synchronous=NORMAL, so a commit
- * does not wait on fsync (a power loss may drop the last entries of a cache,
- * which costs only upstream calls). A file of another application, or of a
+ * workers of a host read while one writes; synchronous=OFF, so no commit
+ * or checkpoint waits on fsync, which cost about as much again as the
+ * write itself. A crashed process loses nothing that way (the OS has the
+ * pages); a power loss can damage the file, and a damaged file is moved
+ * aside and replaced by an empty one at the next start: what is lost is a
+ * cache's worth of upstream calls. A file of another application, or of a
  * newer cache schema, is refused rather than guessed at.
  */
-export function openCacheDb(path: string, busyTimeoutMs: number): CacheDb {
+export function openCacheDb(path: string, busyTimeoutMs: number, warn: (message: string) => void): CacheDb {
+  try {
+    return openOnce(path, busyTimeoutMs);
+  } catch (err) {
+    if (path === ":memory:" || (err as { code?: string }).code !== "SQLITE_CORRUPT") throw err;
+    const aside = `${path}.corrupt-${Date.now()}`;
+    renameSync(path, aside);
+    for (const suffix of ["-wal", "-shm"]) rmSync(path + suffix, { force: true });
+    warn(`the cache file ${path} was damaged (${(err as Error).message}); moved to ${aside}, starting empty`);
+    return openOnce(path, busyTimeoutMs);
+  }
+}
+
+function openOnce(path: string, busyTimeoutMs: number): CacheDb {
   if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
   const db = new Database(path);
   try {
     db.pragma(`busy_timeout = ${Math.max(0, Math.floor(busyTimeoutMs))}`);
     db.pragma("journal_mode = WAL");
-    db.pragma("synchronous = NORMAL");
+    db.pragma("synchronous = OFF");
     migrate(db, path);
     return db;
   } catch (err) {
@@ -62,6 +83,10 @@ function migrate(db: CacheDb, path: string): void {
   if (version === SCHEMA_VERSION) return;
   // BEGIN IMMEDIATE: two workers starting at once create the schema one after the other.
   db.transaction(() => {
+    // Re-read under the lock: the other worker may have just done it.
+    if ((db.pragma("user_version", { simple: true }) as number) === SCHEMA_VERSION) return;
+    // An older schema's entries are only a cache: they are dropped, not converted.
+    db.exec("DROP TABLE IF EXISTS cache_entries");
     db.exec(SCHEMA);
     db.pragma(`application_id = ${APPLICATION_ID}`);
     db.pragma(`user_version = ${SCHEMA_VERSION}`);

@@ -1,36 +1,39 @@
-import type { CacheStats, CacheStore } from "./store.js";
+import type { CacheStats, TtlAwareStore } from "./store.js";
 import { openCacheDb, type CacheDb } from "./sqlite-schema.js";
 
 export interface SqliteCacheOptions {
   /** The size limit: keys' and values' bytes together (CACHE_MAX_BYTES). */
   maxBytes: number;
-  /** The clock, in ms (tests inject one). */
+  /** The clock entries expire by, in ms (tests inject one). */
   now?: () => number;
   /** How often expired rows are swept and the totals re-read from the file (other workers write too). */
   sweepMs?: number;
-  /** A hit rewrites its row's used_at at most this often; the LRU order is this coarse. */
-  touchMs?: number;
+  /** How long writes wait to be committed together: one commit for all of them. */
+  commitMs?: number;
+  /** A lookup reads the entries other workers added at most this often: theirs show here within it. */
+  pollMs?: number;
   /**
    * How long a commit waits for another worker's write lock before it fails.
    * The wait blocks this event loop (better-sqlite3 is synchronous): hence
    * 1 s by default, not the usage database's 5 s; a cache write may fail.
    */
   busyTimeoutMs?: number;
-  /** Told when a timed sweep fails (the next one tries again); default: stderr. */
+  /** Told when a timed sweep fails (the next one tries again), or a damaged file is replaced; default: stderr. */
   warn?: (message: string) => void;
 }
 
-export interface SqliteCacheStore extends CacheStore {
+export interface SqliteCacheStore extends TtlAwareStore {
   /** Always known here: counted in memory, re-read from the file on each sweep (other workers write too). */
   stats(): CacheStats;
   /** Deletes expired rows in batches, yielding between them; resolves with how many. One sweep at a time. */
   sweep(): Promise<number>;
 }
 
-type Op = { kind: "set"; value: Buffer; bytes: number; expiresAt: number; usedAt: number } | { kind: "delete" };
-interface Batch { ops: Map<string, Op>; touches: Map<string, number>; expired: Set<string>; resolve: () => void; reject: (err: unknown) => void; done: Promise<void> }
+type Op = { kind: "set"; hash: number; value: Buffer; bytes: number; expiresAt: number } | { kind: "delete"; hash: number };
+interface Batch { ops: Map<string, Op>; expired: Map<string, number>; resolve: () => void; reject: (err: unknown) => void; done: Promise<void> }
+type Row = { id: number; hash: number; bytes: number };
 
-/** Above this many writes queued in one turn, they are committed at once: a bound on how long a commit holds the lock. */
+/** Above this many writes queued, they are committed at once: a bound on how long a commit holds the lock. */
 const MAX_BATCH = 1024;
 /** Expired rows deleted per transaction by a sweep. */
 const SWEEP_BATCH = 500;
@@ -39,39 +42,81 @@ const LOW_WATER = 0.9;
 const EVICT_BATCH = 500;
 
 /**
+ * The key's 30-bit hash (FNV-1a): what a row is found by. 30 bits keep it
+ * a small integer in V8, so the in-memory index costs ~40 bytes an entry;
+ * two keys that share a hash are told apart by the row's key, and the
+ * older is then simply not found (a miss), never answered for the other.
+ */
+export function keyHash(key: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
+  return h >>> 2;
+}
+
+/**
  * The embedded cache store: one SQLite file of its own (never the usage
  * database, whose commits a request awaits), shared by the workers of a host.
  *
- * Writes are group-committed like usage rows (storage/usage.ts): set() and
- * delete() queue, and everything queued in one event-loop turn is written in
- * one transaction at its end (setImmediate), which pays the WAL commit once;
- * their promises settle with that commit. A get is a read and never waits on
- * a writer (WAL). A hit does not write: it queues a touch of used_at only
- * when the row's is older than touchMs, and the touch rides in the turn's
- * commit, so a hot key costs one UPDATE a minute, not one per hit.
+ * What a miss costs is what this design is for. Rows are only appended
+ * (sqlite-schema.ts), and each worker finds them through an in-memory index,
+ * hash -> id: a lookup of an absent key touches no file at all, a present
+ * one reads its row by id. The index is loaded at open from the covering
+ * expiry index, and follows other workers by reading the ids above the last
+ * one seen, when the file's data_version says another connection has
+ * committed: at most every pollMs on a lookup, and always inside this
+ * worker's own commit (it holds the write lock then, so nothing is missed).
+ * A stale id (another worker deleted or replaced the entry) reads no row,
+ * which is a miss.
+ *
+ * Writes queue for commitMs and are committed in one transaction, which
+ * pays the WAL commit once for all of them; their promises settle with it.
+ * A write of the queue is read back before its commit.
  *
  * Size: the total is kept in memory (a SUM at open, plus each commit's
  * difference). When a commit takes it over maxBytes, the same transaction
  * re-reads the exact SUM if another worker has committed since the last
- * (PRAGMA data_version; it holds the write lock, so that SUM counts every
- * worker's writes, evictions included) and deletes
- * least-recently-used rows, expired ones first, to under the limit and
- * towards 90% of it. Age: a sweep on startup and every sweepMs (unref'd)
- * deletes expired rows in bounded batches and re-reads the totals.
+ * (it holds the write lock, so that SUM counts every worker's writes,
+ * evictions included), deletes expired rows, then the oldest ones, to under
+ * the limit and towards 90% of it: eviction is by age, and the in-process
+ * LRU in front (memory-front.ts) keeps what is hot. Age: a sweep on startup
+ * and every sweepMs (unref'd) deletes expired rows in bounded batches and
+ * re-reads the totals.
  */
 export function openSqliteCacheStore(path: string, options: SqliteCacheOptions): SqliteCacheStore {
-  const { maxBytes, now = Date.now, sweepMs = 60_000, touchMs = 60_000, busyTimeoutMs = 1000 } = options;
+  const { maxBytes, now = Date.now, sweepMs = 60_000, commitMs = 50, pollMs = 50, busyTimeoutMs = 1000 } = options;
   if (!(maxBytes > 0)) throw new RangeError(`maxBytes must be positive, not ${maxBytes}`);
   const warn = options.warn ?? ((m: string) => process.stderr.write(`gatewayz: ${m}\n`));
-  const db = openCacheDb(path, busyTimeoutMs);
+  const db = openCacheDb(path, busyTimeoutMs, warn);
   const sql = statements(db);
+
+  /** hash -> the id of the newest row under it. */
+  const index = new Map<number, number>();
+  /** The highest id read into the index, and the data_version it was read at. */
+  let seenId = 0;
+  let seenVersion = -1;
+  let polledAt = -Infinity;
+  const learn = (id: number, hash: number) => {
+    if (!((index.get(hash) ?? 0) > id)) index.set(hash, id);
+    if (id > seenId) seenId = id;
+  };
+  /** Reads into the index the rows other workers appended since the last look. */
+  const catchUp = () => {
+    const version = sql.dataVersion.get()!;
+    if (version === seenVersion) return;
+    // Read before the rows: a commit in between is read now and again next time, which is harmless.
+    seenVersion = version;
+    for (const r of sql.since.iterate(seenId)) learn(r.id, r.hash);
+  };
+  db.transaction(() => {
+    seenVersion = sql.dataVersion.get()!;
+    for (const r of sql.all.iterate()) learn(r.id, r.hash);
+  })();
 
   const totals = { entries: 0, bytes: 0, evictions: 0 };
   /** data_version when the totals were last exact: it changes when another connection (worker) commits. */
   let summedVersion = -1;
   /** The exact totals, other workers' writes included: a scan of the covering index (~7 ms at 200k entries). */
   const sum = () => {
-    // Read before the SUM: a commit in between makes the version stale, which only costs another SUM.
     summedVersion = sql.dataVersion.get()!;
     return sql.totals.get()!;
   };
@@ -79,77 +124,86 @@ export function openSqliteCacheStore(path: string, options: SqliteCacheOptions):
   resync();
 
   /**
-   * Deletes expired rows (one batch; they are not evictions), then least
-   * recently used ones until the total is under maxBytes, and on down to the
+   * Deletes expired rows (one batch; they are not evictions), then the
+   * oldest ones until the total is under maxBytes, and on down to the
    * low-water mark by at most EVICT_BATCH more, so that one commit holds the
    * lock for milliseconds, not for a tenth of the cache.
    */
-  const evict = (at: number, estimate: { bytes: number; entries: number }) => {
+  const evict = (at: number, estimate: { bytes: number; entries: number }, removed: Row[]) => {
     // Only this worker wrote since the totals were exact: the estimate is exact too, and no SUM is needed.
     let { bytes, entries } = sql.dataVersion.get() === summedVersion ? estimate : sum();
     let evicted = 0;
-    for (const r of sql.deleteExpired.all(at, SWEEP_BATCH)) {
+    const drop = (r: Row) => {
       bytes -= r.bytes;
       entries--;
-    }
+      removed.push(r);
+    };
+    for (const r of sql.deleteExpired.all(at, SWEEP_BATCH)) drop(r);
     while (bytes > maxBytes || (bytes > maxBytes * LOW_WATER && evicted < EVICT_BATCH)) {
       const r = sql.evictOldest.get();
       if (!r) break;
-      bytes -= r.bytes;
-      entries--;
+      drop(r);
       evicted++;
     }
     return { bytes, entries, evicted };
   };
 
+  /** One commit. The index is changed only after it, by the caller: a failed transaction leaves it as it was. */
   const writeBatch = db.transaction((b: Batch, at: number) => {
+    catchUp();
     let bytes = 0;
     let entries = 0;
+    const added: Row[] = [];
+    const removed: Row[] = [];
+    const remove = (r: Row | undefined) => {
+      if (!r) return;
+      bytes -= r.bytes;
+      entries--;
+      removed.push(r);
+    };
     for (const [key, op] of b.ops) {
+      const old = index.get(op.hash);
+      if (old !== undefined) remove(sql.deleteRow.get(old, key));
       if (op.kind === "set") {
-        const old = sql.bytesOf.get(key);
-        sql.upsert.run(key, op.value, op.bytes, op.expiresAt, op.usedAt);
-        bytes += op.bytes - (old?.bytes ?? 0);
-        if (!old) entries++;
-      } else {
-        const old = sql.deleteKey.get(key);
-        if (old) {
-          bytes -= old.bytes;
-          entries--;
-        }
+        const id = Number(sql.insert.run(op.hash, key, op.value, op.bytes, op.expiresAt).lastInsertRowid);
+        added.push({ id, hash: op.hash, bytes: op.bytes });
+        bytes += op.bytes;
+        entries++;
       }
     }
-    for (const key of b.expired) {
-      const old = sql.deleteKeyIfExpired.get(key, at);
-      if (old) {
-        bytes -= old.bytes;
-        entries--;
-      }
-    }
-    for (const [key, usedAt] of b.touches) sql.touch.run(usedAt, key, usedAt);
+    for (const [key, id] of b.expired) remove(sql.deleteRowIfExpired.get(id, key, at));
     const estimate = { bytes: totals.bytes + bytes, entries: totals.entries + entries };
-    return estimate.bytes > maxBytes ? evict(at, estimate) : { ...estimate, evicted: 0 };
+    const after = estimate.bytes > maxBytes ? evict(at, estimate, removed) : { ...estimate, evicted: 0 };
+    return { ...after, added, removed };
   });
+  const forget = (rows: Row[]) => {
+    for (const r of rows) if (index.get(r.hash) === r.id) index.delete(r.hash);
+  };
 
   let batch: Batch | undefined;
+  let timer: NodeJS.Timeout | undefined;
   let closed = false;
   const queue = (): Batch => {
     if (batch) return batch;
     let resolve!: () => void;
     let reject!: (err: unknown) => void;
     const done = new Promise<void>((res, rej) => ((resolve = res), (reject = rej)));
-    // Nobody awaits a batch of touches only: its failure must not be an unhandled rejection.
+    // Nobody awaits a batch of expired deletes only: its failure must not be an unhandled rejection.
     done.catch(() => {});
-    batch = { ops: new Map(), touches: new Map(), expired: new Set(), resolve, reject, done };
-    setImmediate(flush);
+    batch = { ops: new Map(), expired: new Map(), resolve, reject, done };
+    timer = setTimeout(flush, commitMs);
     return batch;
   };
   const flush = () => {
     const b = batch;
     if (!b) return;
     batch = undefined;
+    clearTimeout(timer);
     try {
       const t = writeBatch.immediate(b, now());
+      // Everything up to this commit's rows was read in under the write lock (catchUp).
+      for (const r of t.added) learn(r.id, r.hash);
+      forget(t.removed);
       totals.bytes = t.bytes;
       totals.entries = t.entries;
       totals.evictions += t.evicted;
@@ -162,7 +216,6 @@ export function openSqliteCacheStore(path: string, options: SqliteCacheOptions):
     if (closed) return Promise.reject(new Error("the cache store is closed"));
     const b = queue();
     b.ops.set(key, op);
-    b.touches.delete(key);
     if (b.ops.size >= MAX_BATCH) flush();
     return b.done;
   };
@@ -177,6 +230,7 @@ export function openSqliteCacheStore(path: string, options: SqliteCacheOptions):
     for (;;) {
       if (closed) return deleted;
       const rows = db.transaction(() => sql.deleteExpired.all(now(), SWEEP_BATCH)).immediate();
+      forget(rows);
       for (const r of rows) totals.bytes -= r.bytes;
       totals.entries -= rows.length;
       deleted += rows.length;
@@ -191,49 +245,68 @@ export function openSqliteCacheStore(path: string, options: SqliteCacheOptions):
       if (totals.bytes > maxBytes) queue();
     }).catch((err: unknown) => warn(`cache: sweep failed: ${err instanceof Error ? err.message : String(err)}`));
   };
-  const timer = setInterval(tick, sweepMs);
-  timer.unref();
+  const sweeper = setInterval(tick, sweepMs);
+  sweeper.unref();
   setImmediate(tick);
 
-  return {
-    get(key) {
-      if (closed) return Promise.reject(new Error("the cache store is closed"));
-      const at = now();
-      const queued = batch?.ops.get(key);
-      if (queued) return Promise.resolve(queued.kind === "set" && queued.expiresAt > at ? Buffer.from(queued.value) : undefined);
-      let row;
-      try {
-        row = sql.get.get(key);
-      } catch (err) {
-        return Promise.reject(err);
+  const getWithTtl = (key: string): Promise<{ value: Buffer; ttlMs: number } | undefined> => {
+    if (closed) return Promise.reject(new Error("the cache store is closed"));
+    const at = now();
+    const queued = batch?.ops.get(key);
+    if (queued) {
+      return Promise.resolve(queued.kind === "set" && queued.expiresAt > at ? { value: Buffer.from(queued.value), ttlMs: queued.expiresAt - at } : undefined);
+    }
+    const hash = keyHash(key);
+    let row;
+    let id: number | undefined;
+    try {
+      // Twice at most: an id whose row is gone (another worker replaced, expired or evicted it) is dropped, and the rows added since are read.
+      for (let look = 0; look < 2 && !row; look++) {
+        id = index.get(hash);
+        if (id === undefined) {
+          const t = performance.now();
+          if (t - polledAt < pollMs) return MISS;
+          polledAt = t;
+          catchUp();
+          id = index.get(hash);
+          if (id === undefined) return MISS;
+        }
+        row = sql.byId.get(id);
+        if (!row && index.get(hash) === id) index.delete(hash);
       }
-      if (!row) return MISS;
+      if (!row || id === undefined) return MISS;
+      if (row.key !== key) return MISS; // another key under the same hash
       if (typeof row.expiresAt !== "number" || row.expiresAt <= at) {
-        queue().expired.add(key);
+        queue().expired.set(key, id);
         return MISS;
       }
-      // A value that is not a BLOB (written by something else, or damaged) is a miss, not a crash.
-      if (!Buffer.isBuffer(row.value)) return MISS;
-      if (!(at - row.usedAt < touchMs)) queue().touches.set(key, at);
-      return Promise.resolve(row.value);
-    },
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    // A value that is not a BLOB (written by something else, or damaged) is a miss, not a crash.
+    return Buffer.isBuffer(row.value) ? Promise.resolve({ value: row.value, ttlMs: row.expiresAt - at }) : MISS;
+  };
+
+  return {
+    getWithTtl,
+    get: (key) => getWithTtl(key).then((found) => found?.value),
     set(key, value, ttlMs) {
       if (!(value instanceof Uint8Array)) return Promise.reject(new TypeError("a cache value is a Uint8Array"));
       if (!Number.isFinite(ttlMs)) return Promise.reject(new RangeError(`ttlMs must be finite, not ${ttlMs}`));
+      const hash = keyHash(key);
       // Nothing lives for 0 ms: the entry is replaced by none.
-      if (ttlMs <= 0) return write(key, { kind: "delete" });
+      if (ttlMs <= 0) return write(key, { kind: "delete", hash });
       const bytes = Buffer.byteLength(key) + value.byteLength;
       if (bytes > maxBytes * LOW_WATER) return Promise.reject(new RangeError(`a cache entry of ${bytes} bytes does not fit in ${maxBytes}`));
-      const at = now();
-      // A copy: the caller may reuse its array before the turn's commit.
-      return write(key, { kind: "set", value: Buffer.from(value), bytes, expiresAt: at + ttlMs, usedAt: at });
+      // A copy: the caller may reuse its array before the commit.
+      return write(key, { kind: "set", hash, value: Buffer.from(value), bytes, expiresAt: now() + ttlMs });
     },
-    delete: (key) => write(key, { kind: "delete" }),
+    delete: (key) => write(key, { kind: "delete", hash: keyHash(key) }),
     stats: (): CacheStats => ({ ...totals }),
     sweep,
     async close() {
       if (closed) return;
-      clearInterval(timer);
+      clearInterval(sweeper);
       flush();
       closed = true;
       await sweeping?.catch(() => {});
@@ -245,18 +318,18 @@ export function openSqliteCacheStore(path: string, options: SqliteCacheOptions):
 const MISS: Promise<undefined> = Promise.resolve(undefined);
 
 function statements(db: CacheDb) {
-  type Bytes = { bytes: number };
   return {
-    get: db.prepare<[string], { value: unknown; expiresAt: unknown; usedAt: number }>("SELECT value, expires_at AS expiresAt, used_at AS usedAt FROM cache_entries WHERE key = ?"),
-    bytesOf: db.prepare<[string], Bytes>("SELECT bytes FROM cache_entries WHERE key = ?"),
-    upsert: db.prepare<[string, Buffer, number, number, number]>(`INSERT INTO cache_entries (key, value, bytes, expires_at, used_at) VALUES (?, ?, ?, ?, ?)
-      ON CONFLICT (key) DO UPDATE SET value = excluded.value, bytes = excluded.bytes, expires_at = excluded.expires_at, used_at = excluded.used_at`),
-    deleteKey: db.prepare<[string], Bytes>("DELETE FROM cache_entries WHERE key = ? RETURNING bytes"),
+    byId: db.prepare<[number], { key: unknown; value: unknown; expiresAt: unknown }>("SELECT key, value, expires_at AS expiresAt FROM cache_entries WHERE id = ?"),
+    since: db.prepare<[number], { id: number; hash: number }>("SELECT id, hash FROM cache_entries WHERE id > ? ORDER BY id"),
+    // The covering expiry index holds every row's hash and id: ~25 bytes an entry to read, not the values.
+    all: db.prepare<[], { id: number; hash: number }>("SELECT id, hash FROM cache_entries INDEXED BY cache_entries_expires_at"),
+    insert: db.prepare<[number, string, Buffer, number, number]>("INSERT INTO cache_entries (hash, key, value, bytes, expires_at) VALUES (?, ?, ?, ?, ?)"),
+    // By id and key: a stale id, or another key under the same hash, deletes nothing.
+    deleteRow: db.prepare<[number, string], Row>("DELETE FROM cache_entries WHERE id = ? AND key = ? RETURNING id, hash, bytes"),
     // Only if still expired: another worker may have stored a fresh entry under the key since.
-    deleteKeyIfExpired: db.prepare<[string, number], Bytes>("DELETE FROM cache_entries WHERE key = ? AND expires_at <= ? RETURNING bytes"),
-    touch: db.prepare<[number, string, number]>("UPDATE cache_entries SET used_at = ? WHERE key = ? AND used_at < ?"),
-    deleteExpired: db.prepare<[number, number], Bytes>("DELETE FROM cache_entries WHERE rowid IN (SELECT rowid FROM cache_entries WHERE expires_at <= ? LIMIT ?) RETURNING bytes"),
-    evictOldest: db.prepare<[], Bytes>("DELETE FROM cache_entries WHERE rowid = (SELECT rowid FROM cache_entries ORDER BY used_at LIMIT 1) RETURNING bytes"),
+    deleteRowIfExpired: db.prepare<[number, string, number], Row>("DELETE FROM cache_entries WHERE id = ? AND key = ? AND expires_at <= ? RETURNING id, hash, bytes"),
+    deleteExpired: db.prepare<[number, number], Row>("DELETE FROM cache_entries WHERE id IN (SELECT id FROM cache_entries WHERE expires_at <= ? LIMIT ?) RETURNING id, hash, bytes"),
+    evictOldest: db.prepare<[], Row>("DELETE FROM cache_entries WHERE id = (SELECT MIN(id) FROM cache_entries) RETURNING id, hash, bytes"),
     dataVersion: db.prepare<[], number>("PRAGMA data_version").pluck(),
     totals: db.prepare<[], { entries: number; bytes: number }>("SELECT COUNT(*) AS entries, COALESCE(SUM(bytes), 0) AS bytes FROM cache_entries"),
   };

@@ -29,3 +29,12 @@ export interface CacheStats {
   /** Entries dropped to make room (by size), since start; expiry is not eviction. */
   readonly evictions: number;
 }
+
+/**
+ * A store that can say how long an entry has left (both real stores can),
+ * so that the in-process LRU in front does not keep it longer.
+ */
+export interface TtlAwareStore extends CacheStore {
+  /** The entry's bytes and the ms it has left (Infinity when it has no expiry); undefined when there is none. */
+  getWithTtl(key: string): Promise<{ value: Uint8Array; ttlMs: number } | undefined>;
+}

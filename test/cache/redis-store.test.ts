@@ -63,6 +63,17 @@ describe("Redis cache store", () => {
     expect(s.stats()).toBeUndefined();
   });
 
+  it("says with getWithTtl how long an entry has left (for the memory front), and undefined for an absent key", async () => {
+    const redis = await startRedis();
+    const s = await store(redis.url);
+    await s.set("k", bytes("v"), 5000);
+    const found = await s.getWithTtl("k");
+    expect(text(found?.value)).toBe("v");
+    expect(found!.ttlMs).toBeGreaterThan(4000); // PTTL, a moment after the write
+    expect(found!.ttlMs).toBeLessThanOrEqual(5000);
+    expect(await s.getWithTtl("never-set")).toBeUndefined();
+  });
+
   it("replaces an entry, and deletes it", async () => {
     const redis = await startRedis();
     const s = await store(redis.url, { keyPrefix: "t:" });

@@ -1,0 +1,99 @@
+// The cache profile (issue 12): the shim's non-streaming load through a gateway with the
+// response cache on, every request different (all misses) and one request repeated (all hits
+// but the first), against a gateway with the cache off on the same distinct load, interleaved.
+// Its own section of RESULTS.md, so that `--only-cache` can refresh it alone.
+import type { Profile } from "./fake-upstream.js";
+import { measure } from "./measure.js";
+import { paths, type Part } from "./paths.js";
+import { startGateway, type Fake, type Gateway, type GatewayEnv } from "./processes.js";
+import type { RunRecord } from "./report.js";
+
+export const CACHE_SECTION = "cache";
+const VARIANTS = ["cache off", "cache miss", "cache hit"] as const;
+type Variant = (typeof VARIANTS)[number];
+
+export interface CacheCompareSpec {
+  fake: Fake;
+  env: GatewayEnv;
+  key: string;
+  rounds: number;
+  seconds: number;
+  concurrency: number;
+  warmupS: Record<Profile, number>;
+}
+
+export async function compareCache(spec: CacheCompareSpec): Promise<RunRecord[]> {
+  const { fake, env, key, rounds, seconds, concurrency } = spec;
+  await fake.setProfile("zero");
+  // The embedded store in the gateway's default place (beside the database), as `npm start` has it.
+  const on = await startGateway(env, key, { env: { CACHE: "on" } });
+  const off = await startGateway(env, key, { env: { CACHE: "off" } });
+  const shim = (gw: Gateway, distinct: boolean): Part =>
+    paths({ fake: `http://127.0.0.1:${fake.port}`, gateway: `http://127.0.0.1:${gw.port}`, gatewayPort: gw.port, key }, { distinct }).shim[0]!;
+  const runs: Record<Variant, { gw: Gateway; part: Part }> = {
+    "cache off": { gw: off, part: shim(off, true) },
+    "cache miss": { gw: on, part: shim(on, true) },
+    "cache hit": { gw: on, part: shim(on, false) },
+  };
+  for (const v of VARIANTS) await runs[v].part.gateway(concurrency, spec.warmupS.zero);
+  const records: RunRecord[] = [];
+  try {
+    for (let round = 1; round <= rounds; round++) {
+      // Alternating the order, so that a drift in the machine's load favours none.
+      for (const v of round % 2 ? VARIANTS : [...VARIANTS].reverse()) {
+        const { gw, part } = runs[v];
+        records.push(await measure({ profile: "zero", round, path: "shim", part, side: "gateway", concurrency, seconds, gw, fake, variant: v }));
+      }
+    }
+  } finally {
+    await on.stop();
+    await off.stop();
+  }
+  return records;
+}
+
+export interface CacheRow { variant: Variant; rps: number; cpu: number; errors: number; cpuByRound: number[] }
+
+export function cacheRows(records: RunRecord[]): CacheRow[] {
+  return VARIANTS.map((variant) => {
+    const rs = records.filter((r) => r.variant === variant);
+    const requests = rs.reduce((n, r) => n + (r.rps * (r.windowTo - r.windowFrom)) / 1000, 0);
+    return {
+      variant,
+      rps: rs.reduce((n, r) => n + r.rps, 0) / Math.max(1, rs.length),
+      // Pooled over the rounds: all the window CPU over all the requests.
+      cpu: rs.reduce((n, r) => n + r.gatewayWindowCpuUs, 0) / requests,
+      errors: rs.reduce((n, r) => n + r.errors, 0),
+      cpuByRound: rs.map((r) => r.gatewayCpuUsPerRequest),
+    };
+  }).filter((r) => r.cpuByRound.length > 0);
+}
+
+const int = (n: number) => Math.round(n).toLocaleString("en-US");
+
+export function cacheMarkdown(records: RunRecord[], meta: { date: string; commit: string; command: string; concurrency: number; rounds: number; seconds: number }): string {
+  const rows = cacheRows(records);
+  const of = (v: Variant) => rows.find((r) => r.variant === v);
+  const off = of("cache off");
+  const miss = of("cache miss");
+  const hit = of("cache hit");
+  const lines = [
+    `## Response cache (zero profile, shim non-streaming, c=${meta.concurrency})`,
+    "",
+    `${meta.date}, commit ${meta.commit}, \`${meta.command}\`; ${meta.rounds} rounds of ${meta.seconds} s, interleaved. ` +
+      "Two gateways on one database: `CACHE=off`, and `CACHE=on` with the embedded SQLite store. " +
+      "Off and miss send every request with a different message (a counter in its text); hit repeats one request.",
+    "",
+    "| variant | req/s | gateway CPU µs/req (pooled) | per round | errors |",
+    "|---|--:|--:|---|--:|",
+    ...rows.map((r) => `| ${r.variant} | ${int(r.rps)} | ${int(r.cpu)} | ${r.cpuByRound.map(int).join(", ")} | ${r.errors} |`),
+  ];
+  if (off && miss && hit) {
+    const missRatio = miss.cpu / off.cpu;
+    const hitRatio = hit.cpu / miss.cpu;
+    lines.push("", "| target | limit | measured | |", "|---|---|---|---|",
+      `| CPU of a miss, cache on / cache off | ≤ 1.05 | ${missRatio.toFixed(3)} | ${missRatio <= 1.05 ? "✅" : "❌"} |`,
+      `| CPU of a hit / a miss | ≤ 0.5 | ${hitRatio.toFixed(3)} | ${hitRatio <= 0.5 ? "✅" : "❌"} |`);
+  }
+  return lines.join("\n");
+}
