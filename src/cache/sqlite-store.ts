@@ -1,5 +1,8 @@
 import type { CacheStats, TtlAwareStore } from "./store.js";
+import { RowIndex, keyHash } from "./row-index.js";
 import { openCacheDb, type CacheDb } from "./sqlite-schema.js";
+
+export { keyHash } from "./row-index.js";
 
 export interface SqliteCacheOptions {
   /** The size limit: keys' and values' bytes together (CACHE_MAX_BYTES). */
@@ -42,24 +45,12 @@ const LOW_WATER = 0.9;
 const EVICT_BATCH = 500;
 
 /**
- * The key's 30-bit hash (FNV-1a): what a row is found by. 30 bits keep it
- * a small integer in V8, so the in-memory index costs ~40 bytes an entry;
- * two keys that share a hash are told apart by the row's key, and the
- * older is then simply not found (a miss), never answered for the other.
- */
-export function keyHash(key: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
-  return h >>> 2;
-}
-
-/**
  * The embedded cache store: one SQLite file of its own (never the usage
  * database, whose commits a request awaits), shared by the workers of a host.
  *
  * What a miss costs is what this design is for. Rows are only appended
  * (sqlite-schema.ts), and each worker finds them through an in-memory index,
- * hash -> id: a lookup of an absent key touches no file at all, a present
+ * hash -> id (row-index.ts): a lookup of an absent key touches no file at all, a present
  * one reads its row by id. The index is loaded at open from the covering
  * expiry index, and follows other workers by reading the ids above the last
  * one seen, when the file's data_version says another connection has
@@ -89,28 +80,13 @@ export function openSqliteCacheStore(path: string, options: SqliteCacheOptions):
   const db = openCacheDb(path, busyTimeoutMs, warn);
   const sql = statements(db);
 
-  /** hash -> the id of the newest row under it. */
-  const index = new Map<number, number>();
-  /** The highest id read into the index, and the data_version it was read at. */
-  let seenId = 0;
-  let seenVersion = -1;
+  const index = new RowIndex();
+  /** When a lookup last read other workers' rows (performance.now()). */
   let polledAt = -Infinity;
-  const learn = (id: number, hash: number) => {
-    if (!((index.get(hash) ?? 0) > id)) index.set(hash, id);
-    if (id > seenId) seenId = id;
-  };
   /** Reads into the index the rows other workers appended since the last look. */
-  const catchUp = () => {
-    const version = sql.dataVersion.get()!;
-    if (version === seenVersion) return;
-    // Read before the rows: a commit in between is read now and again next time, which is harmless.
-    seenVersion = version;
-    for (const r of sql.since.iterate(seenId)) learn(r.id, r.hash);
-  };
-  db.transaction(() => {
-    seenVersion = sql.dataVersion.get()!;
-    for (const r of sql.all.iterate()) learn(r.id, r.hash);
-  })();
+  const catchUp = () => index.catchUp(sql.dataVersion.get()!, (after) => sql.since.iterate(after));
+  // At open: every row, from the covering expiry index (no values read).
+  db.transaction(() => index.catchUp(sql.dataVersion.get()!, () => sql.all.iterate()))();
 
   const totals = { entries: 0, bytes: 0, evictions: 0 };
   /** data_version when the totals were last exact: it changes when another connection (worker) commits. */
@@ -177,7 +153,7 @@ export function openSqliteCacheStore(path: string, options: SqliteCacheOptions):
     return { ...after, added, removed };
   });
   const forget = (rows: Row[]) => {
-    for (const r of rows) if (index.get(r.hash) === r.id) index.delete(r.hash);
+    for (const r of rows) index.forget(r);
   };
 
   let batch: Batch | undefined;
@@ -202,7 +178,7 @@ export function openSqliteCacheStore(path: string, options: SqliteCacheOptions):
     try {
       const t = writeBatch.immediate(b, now());
       // Everything up to this commit's rows was read in under the write lock (catchUp).
-      for (const r of t.added) learn(r.id, r.hash);
+      for (const r of t.added) index.learn(r);
       forget(t.removed);
       totals.bytes = t.bytes;
       totals.entries = t.entries;
@@ -272,7 +248,7 @@ export function openSqliteCacheStore(path: string, options: SqliteCacheOptions):
           if (id === undefined) return MISS;
         }
         row = sql.byId.get(id);
-        if (!row && index.get(hash) === id) index.delete(hash);
+        if (!row) index.forget({ id, hash });
       }
       if (!row || id === undefined) return MISS;
       if (row.key !== key) return MISS; // another key under the same hash
