@@ -1,5 +1,7 @@
-// The `gatewayz` operator CLI, run as a real child process (through tsx, so
-// no build is needed) against a fresh SQLite file per test.
+// The `gatewayz` operator CLI, run as a real child process against a fresh
+// SQLite file per test: src/cli.ts bundled once for the file, as `npm run
+// build` would, since tsx compiling src/ for each of ~150 runs made the file
+// slow enough to time out on two busy cores.
 
 import Database from "better-sqlite3";
 import { execFile } from "node:child_process";
@@ -9,25 +11,30 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { promisify } from "node:util";
-import { describe, it } from "vitest";
+import { afterAll, describe, it } from "vitest";
 import { COMMANDS } from "../src/cli/commands.js";
 import { openDb } from "../src/storage/db.js";
 import { createUsageStore, type UsageRecord } from "../src/storage/usage.js";
 
+import { bundleGateway, type GatewayBundle } from "./support/gateway-bundle.js";
+
 const run = promisify(execFile);
 const ROOT = resolve(import.meta.dirname, "..");
-const CLI = join(ROOT, "src/cli.ts");
 const KEY = /gw_live_[0-9A-Za-z]{32}/;
 
 interface Result { code: number; stdout: string; stderr: string }
+
+let bundle: Promise<GatewayBundle> | undefined;
+/** The CLI bundled on first use (a describe's beforeAll would build it once per block). */
+const cliBundle = () => (bundle ??= bundleGateway("src/cli.ts"));
+afterAll(async () => (await bundle)?.remove());
 
 /** `gatewayz ...args`, with a clean environment: no .env file, no DATABASE_PATH. */
 async function gatewayz(args: readonly string[], env: Record<string, string> = {}): Promise<Result> {
   const { DATABASE_PATH: _db, ...inherited } = process.env;
   const options = { cwd: ROOT, env: { ...inherited, ENV_FILE: "/nonexistent/.env", ...env } };
   try {
-    // `node --import tsx` rather than `npx tsx`: one process, and no npm warnings on stderr.
-    const { stdout, stderr } = await run(process.execPath, ["--import", "tsx", CLI, ...args], options);
+    const { stdout, stderr } = await run(process.execPath, [(await cliBundle()).entry, ...args], options);
     return { code: 0, stdout, stderr };
   } catch (err) {
     const e = err as { code?: unknown; stdout?: string; stderr?: string };

@@ -78,7 +78,7 @@ export function cacheKey(input: CacheKeyInput): string {
 /** The text that is hashed; exported so tests (and a debugging operator) can see what a key covers. */
 export function canonicalRequest(input: CacheKeyInput): string {
   const request = input.operation === "chat"
-    ? without(input.body, EXCLUDED_CHAT_FIELDS)
+    ? chatRequest(input.body)
     : { ...without(input.passThrough ?? {}, EXCLUDED_EMBEDDINGS_FIELDS), input: input.inputs, dimensions: input.dimensions };
   // The operation is part of the envelope, so a chat and an embeddings
   // request never share a key even if their bodies serialised alike.
@@ -98,6 +98,17 @@ function subject(scope: CacheScope, principal: CachePrincipal): string {
     // A scope from bad configuration must never fall through to sharing.
     default: throw new Error(`unknown cache scope ${JSON.stringify(scope)}`);
   }
+}
+
+/**
+ * The chat body's fields that count, with one spelling per meaning where
+ * OpenAI accepts two: `stop: "x"` is `stop: ["x"]` (the RPC doors can only
+ * send the list), so the two share an entry.
+ */
+function chatRequest(body: Readonly<Record<string, unknown>>): Record<string, unknown> {
+  const kept = without(body, EXCLUDED_CHAT_FIELDS);
+  if (typeof kept.stop === "string") kept.stop = [kept.stop];
+  return kept;
 }
 
 function without(body: Readonly<Record<string, unknown>>, excluded: ReadonlySet<string>): Record<string, unknown> {

@@ -1,5 +1,6 @@
 import { GatewayError } from "../errors.js";
 import type { AdmissionTerms } from "./admission.js";
+import type { Principal } from "./auth.js";
 import type { CoreCall } from "./call.js";
 import type { CatalogModel } from "./catalog.js";
 
@@ -129,15 +130,20 @@ export function estimateEmbedTokens(request: EmbedRequest): number {
  * and a reservation of the input tokens (embeddings produce none). The
  * validated request is kept for the flow that follows admission.
  */
-export function embedTerms(call: Pick<EmbedCall, "model" | "body">): { terms: AdmissionTerms; request(): EmbedRequest } {
+export function embedTerms(
+  call: Pick<EmbedCall, "model" | "body">, cached?: (model: CatalogModel, principal: Principal) => Promise<boolean>,
+): { terms: AdmissionTerms; request(): EmbedRequest } {
   let request: EmbedRequest | undefined;
   const parsed = () => request ?? (request = parseEmbed(call.model, call.body));
   return {
     terms: {
       kind: "embedding",
       validate: () => void parsed(),
-      reserve(model) {
+      // Checked against the model before the cache is asked: a request the model cannot serve is a 400, cached or not.
+      // An answer in the cache costs no tokens and nothing: only the request is counted (rpm, concurrency).
+      async reserve(model, principal) {
         checkEmbedFor(parsed(), model);
+        if (cached && (await cached(model, principal))) return { promptTokens: 0, completionTokens: 0 };
         return { promptTokens: estimateEmbedTokens(parsed()), completionTokens: 0 };
       },
     },

@@ -1,8 +1,12 @@
 import type { EmbeddingCreateParams } from "openai/resources/embeddings";
+import type { AnswerCache } from "../cache/answer-cache.js";
+import type { CachedEmbeddings } from "../cache/codec.js";
 import { GatewayError } from "../errors.js";
+import type { Observer } from "../observe/observer.js";
 import type { Route } from "../providers/provider-set.js";
 import type { UpstreamEmbeddings } from "../providers/upstream-wire.js";
 import type { Admitted, AdmissionTerms } from "./admission.js";
+import { CacheLookup, recordCached, throughCache, type CacheAnswer } from "./cache-flow.js";
 import type { CoreCall } from "./call.js";
 import type { CatalogModel } from "./catalog.js";
 import { embedTerms, type EmbedCall, type EmbedRequest, type EncodingFormat } from "./embed-request.js";
@@ -31,6 +35,8 @@ export interface EmbedOutcome {
   readonly cost: CostBreakdown;
   /** Token counts came (in part) from our tokenizer because the upstream sent none. */
   readonly estimated: boolean;
+  /** What the response cache did (x-gatewayz-cache); undefined with CACHE=off. */
+  readonly cache?: CacheAnswer | undefined;
 }
 
 export interface EmbedResult {
@@ -49,6 +55,11 @@ export interface EmbedFlow {
   failover<T>(call: CoreCall, meter: RequestMeter, routes: Route[], attempt: ObservedAttempt<T>): Promise<Succeeded<T>>;
   /** Resolves once every row so far is durable. */
   committed(): Promise<void>;
+  /** The response cache (absent with CACHE=off), and where its lookups are counted. */
+  readonly cache: AnswerCache | undefined;
+  readonly observer: Pick<Observer, "cacheLookup">;
+  /** The cost breakdown of a request that cost nothing (served from the cache). */
+  free(model: CatalogModel): CostBreakdown;
 }
 
 interface Joined {
@@ -70,26 +81,50 @@ interface Joined {
  * with another's, even for the same model name).
  */
 export function embed(call: EmbedCall, flow: EmbedFlow): Promise<EmbedResult> {
-  const { terms, request } = embedTerms(call);
-  const embedCall: CoreCall = { ...call, operation: "embeddings" };
-  return flow.metered(embedCall, terms, async (meter, { admitted, routes }) => {
-    const req = request();
-    const won = await flow.failover(embedCall, meter, routes, (route, signal, headers) => embedOnRoute(route, admitted.model, req, signal, headers));
-    meter.markFirstByte();
-    const joined = won.value;
-    const upstreamModel = joined.model || won.route.upstreamId;
-    const cost = flow.succeeded(meter, admitted, joined.usage, joined.estimated, upstreamModel);
-    await flow.committed(); // the answer goes out only once its row is durable
-    return {
-      vectors: joined.vectors,
-      encodingFormat: req.encodingFormat,
-      rateLimit: admitted.rateLimit,
-      outcome: {
-        provider: won.route.provider, catalogModel: admitted.model, upstreamModel, attempts: won.attempts, batches: joined.batches,
-        usage: joined.usage, cost, estimated: joined.estimated,
-      },
-    };
+  // The key holds the validated inputs ("a" and ["a"] are one request) and the size the model will make.
+  const lookup = new CacheLookup(flow.cache, "embeddings", call, (model) => {
+    const { inputs, dimensions, passThrough } = request();
+    return { operation: "embeddings", inputs, dimensions: dimensions ?? model.embedding!.defaultDimensions, passThrough };
   });
+  const { terms, request } = embedTerms(call, flow.cache && lookup.find);
+  const embedCall: CoreCall = { ...call, operation: "embeddings" };
+  return flow.metered(embedCall, terms, (meter, { admitted, routes }) => throughCache<EmbedResult, CachedEmbeddings>(flow.observer, lookup, {
+    upstream: () => embedUpstream(embedCall, flow, meter, admitted, routes, request()),
+    keep: ({ vectors, outcome }) => ({
+      operation: "embeddings", provider: outcome.provider, upstreamModel: outcome.upstreamModel, model: outcome.catalogModel.id,
+      costPico: outcome.cost.totalPico, createdAt: Date.now(), vectors, usage: outcome.usage,
+    }),
+    async serve(answer, how) {
+      await recordCached(flow.committed, meter, admitted, answer, { tokens: answer.usage, responseModel: answer.upstreamModel });
+      return {
+        vectors: answer.vectors, encodingFormat: request().encodingFormat, rateLimit: admitted.rateLimit,
+        outcome: {
+          provider: answer.provider, catalogModel: admitted.model, upstreamModel: answer.upstreamModel, attempts: 0, batches: 0,
+          usage: answer.usage, cost: flow.free(admitted.model), estimated: false, cache: how,
+        },
+      };
+    },
+    tag: (result, cache) => ({ ...result, outcome: { ...result.outcome, cache } }),
+  }));
+}
+
+/** The request sent upstream, failed over and accounted. */
+async function embedUpstream(call: CoreCall, flow: EmbedFlow, meter: RequestMeter, admitted: Admitted, routes: Route[], req: EmbedRequest): Promise<EmbedResult> {
+  const won = await flow.failover(call, meter, routes, (route, signal, headers) => embedOnRoute(route, admitted.model, req, signal, headers));
+  meter.markFirstByte();
+  const joined = won.value;
+  const upstreamModel = joined.model || won.route.upstreamId;
+  const cost = flow.succeeded(meter, admitted, joined.usage, joined.estimated, upstreamModel);
+  await flow.committed(); // the answer goes out only once its row is durable
+  return {
+    vectors: joined.vectors,
+    encodingFormat: req.encodingFormat,
+    rateLimit: admitted.rateLimit,
+    outcome: {
+      provider: won.route.provider, catalogModel: admitted.model, upstreamModel, attempts: won.attempts, batches: joined.batches,
+      usage: joined.usage, cost, estimated: joined.estimated,
+    },
+  };
 }
 
 /** Every batch on one route, at most MAX_BATCHES_IN_FLIGHT at a time; the first failure aborts the rest and is the attempt's. */

@@ -4,7 +4,7 @@ import type { RequestTelemetry } from "../observe/telemetry.js";
 import type { ProviderSet } from "../providers/provider-set.js";
 import type { Operation } from "../storage/usage.js";
 import type { Principal } from "./auth.js";
-import type { CacheAnswer } from "./cached-chat.js";
+import type { CacheAnswer } from "./cache-flow.js";
 import type { Catalog, CatalogModel } from "./catalog.js";
 import type { ChatCall } from "./chat-request.js";
 import type { BreakerState } from "./circuit-breaker.js";

@@ -25,7 +25,7 @@ import { countPromptTokens, countTokens } from "./tokens.js";
 import { fromOpenAIUsage, NO_USAGE, toOpenAIUsage, type TokenUsage } from "./usage.js";
 import type { Observer } from "../observe/observer.js";
 import type { AnswerCache } from "../cache/answer-cache.js";
-import { CacheLookup, cachedComplete, cachedStream, type CacheFlowDeps } from "./cached-chat.js";
+import { cachedComplete, cachedStream, chatLookup, type CacheFlowDeps } from "./cached-chat.js";
 
 export type { ChatOutcome, ChatStream, Gateway } from "./gateway-api.js";
 
@@ -205,13 +205,13 @@ export function createGateway(deps: GatewayDeps): Gateway {
     },
 
     complete: (call) => {
-      const lookup = new CacheLookup(deps.cache, call);
+      const lookup = chatLookup(deps.cache, call);
       return metered(call, chatTerms(call, deps.cache && lookup.find), false, (meter, entry) =>
         cachedComplete(cacheFlow, lookup, meter, entry, () => completeUpstream(call, meter, entry)));
     },
 
     stream: (call) => {
-      const lookup = new CacheLookup(deps.cache, call);
+      const lookup = chatLookup(deps.cache, call);
       return metered(call, chatTerms(call, deps.cache && lookup.find), true, (meter, entry) =>
         cachedStream(cacheFlow, lookup, meter, entry, () => streamUpstream(call, meter, entry)));
     },
@@ -221,6 +221,9 @@ export function createGateway(deps: GatewayDeps): Gateway {
       succeeded: (meter, admitted, tokens, estimated, responseModel) => account(meter, admitted, "ok", tokens, estimated, undefined, undefined, responseModel)!,
       failover,
       committed: () => usage.committed(),
+      cache: deps.cache,
+      observer,
+      free: (model) => prices.costOf(model, { promptTokens: 0, completionTokens: 0 }),
     }),
   };
 

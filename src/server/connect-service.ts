@@ -65,17 +65,20 @@ export function registerGatewayService(router: ConnectRouter, gateway: Gateway, 
       const telemetry = ctx.values.get(telemetryKey);
       try {
         let body;
+        let cache;
         try {
           body = embedBodyFromProto(req);
+          cache = cacheControlOf(ctx.requestHeader.get("cache-control"), ctx.requestHeader.get("x-gatewayz-cache-ttl"));
         } catch (err) {
           await gateway.refused({ protocol, model: req.model, authorization, telemetry, operation: "embeddings" }, err);
           throw err;
         }
         const principal = ctx.values.get(principalKey);
-        const result = await gateway.embed({ model: req.model, body, signal: ctx.signal, authorization, principal, protocol, telemetry, operation: "embeddings" });
+        const result = await gateway.embed({ model: req.model, body, signal: ctx.signal, authorization, principal, protocol, telemetry, operation: "embeddings", cache });
         for (const [name, value] of Object.entries(rateLimitHeaders(result.rateLimit))) ctx.responseHeader.set(name, value);
         ctx.responseHeader.set("x-gatewayz-provider", result.outcome.provider);
         ctx.responseHeader.set("x-gatewayz-attempts", String(result.outcome.attempts));
+        if (result.outcome.cache) ctx.responseHeader.set("x-gatewayz-cache", result.outcome.cache);
         return embedResponseOf(result);
       } catch (err) {
         logFailure(log, `${ctx.protocolName} Embed`, err, telemetry?.requestId);

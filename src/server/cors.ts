@@ -2,8 +2,8 @@ import { cors as connectCors } from "@connectrpc/connect";
 import type { Req, Res } from "./http-io.js";
 
 const ALLOW_METHODS = [...connectCors.allowedMethods, "OPTIONS"].join(", ");
-const ALLOW_HEADERS = [...connectCors.allowedHeaders, "Authorization", "OpenAI-Organization", "OpenAI-Project", "X-Request-Id", "Traceparent", "Tracestate"].join(", ");
-const EXPOSE_HEADERS = [...connectCors.exposedHeaders, "X-Request-Id", "X-Gatewayz-Provider", "X-Gatewayz-Model", "X-Gatewayz-Attempts", "Retry-After", "X-Should-Retry",
+const ALLOW_HEADERS = [...connectCors.allowedHeaders, "Authorization", "OpenAI-Organization", "OpenAI-Project", "X-Request-Id", "Traceparent", "Tracestate", "Cache-Control", "X-Gatewayz-Cache-Ttl"].join(", ");
+const EXPOSE_HEADERS = [...connectCors.exposedHeaders, "X-Request-Id", "X-Gatewayz-Provider", "X-Gatewayz-Model", "X-Gatewayz-Attempts", "X-Gatewayz-Cache", "Retry-After", "X-Should-Retry",
   ...["limit", "remaining", "reset"].flatMap((w) => [`X-RateLimit-${w}-Requests`, `X-RateLimit-${w}-Tokens`])].join(", ");
 
 /**

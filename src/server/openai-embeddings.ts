@@ -1,3 +1,4 @@
+import { cacheControlOf, cacheHeader, headerText } from "../cache/cache-control.js";
 import type { Principal } from "../core/auth.js";
 import type { EmbedCall } from "../core/embed-request.js";
 import type { EmbedResult } from "../core/embedding.js";
@@ -32,7 +33,8 @@ export async function embeddings(gateway: Gateway, limits: BodyLimits, req: Req,
       throw new GatewayError("invalid_request", "model must be a string such as 'text-embedding-v4'", { param: "model" });
     }
     // The scope's signal aborts when the client goes away: every upstream batch stops at once.
-    call = { model: model ?? "", body, signal: scope.signal, authorization, principal, protocol: "openai", telemetry: scope.telemetry, operation: "embeddings" };
+    const cache = cacheControlOf(headerText(req.headers["cache-control"]), headerText(req.headers["x-gatewayz-cache-ttl"]));
+    call = { model: model ?? "", body, signal: scope.signal, authorization, principal, protocol: "openai", telemetry: scope.telemetry, operation: "embeddings", cache };
   } catch (err) {
     await gateway.refused({ protocol: "openai", model: typeof model === "string" ? model : "", authorization, telemetry: scope.telemetry, operation: "embeddings" }, err);
     throw err;
@@ -41,7 +43,7 @@ export async function embeddings(gateway: Gateway, limits: BodyLimits, req: Req,
   const { outcome } = result;
   sendJson(res, 200, embeddingList(result), {
     ...rateLimitHeaders(result.rateLimit), "x-gatewayz-provider": outcome.provider, "x-gatewayz-model": outcome.upstreamModel,
-    "x-gatewayz-attempts": String(outcome.attempts),
+    "x-gatewayz-attempts": String(outcome.attempts), ...cacheHeader(outcome.cache),
   });
 }
 

@@ -13,7 +13,14 @@ import { GatewayError } from "../errors.js";
 
 /**
  * Translation between the proto API and the OpenAI body the core speaks.
- * Only set fields are copied, so provider defaults stay in force.
+ * Only set fields are copied, so provider defaults stay in force, and the
+ * body is the one the OpenAI door would receive for the same request: a
+ * field the proto leaves unset (proto3's "" or 0 for a plain field, an empty
+ * list, an absent message) is absent from it, not written as its default
+ * (only what OpenAI requires of a replayed tool call or of a content part,
+ * such as a call's arguments, is always written, as OpenAI's clients do).
+ * That keeps the response cache's key (a hash of this body) the same for a
+ * chat whichever door it came through.
  */
 export function chatBodyFromProto(req: ChatRequest): ChatBody {
   const body: ChatBody = { ...(req.extraBody ?? {}), messages: req.messages.map(messageFromProto) };
@@ -29,7 +36,8 @@ export function chatBodyFromProto(req: ChatRequest): ChatBody {
     body.tools = req.tools.map((t) => ({
       type: t.type || "function",
       function: {
-        name: t.function?.name ?? "",
+        // An unset name stays absent, so the core refuses the tool as it would a JSON one without a name.
+        ...(t.function?.name ? { name: t.function.name } : {}),
         ...(t.function?.description ? { description: t.function.description } : {}),
         ...(t.function?.parameters ? { parameters: t.function.parameters } : {}),
         ...(t.function?.strict !== undefined ? { strict: t.function.strict } : {}),
@@ -43,7 +51,7 @@ export function chatBodyFromProto(req: ChatRequest): ChatBody {
   if (rf?.type) {
     body.response_format = rf.type === "json_schema" && rf.jsonSchema
       ? { type: "json_schema", json_schema: {
-          name: rf.jsonSchema.name,
+          ...(rf.jsonSchema.name ? { name: rf.jsonSchema.name } : {}),
           ...(rf.jsonSchema.description ? { description: rf.jsonSchema.description } : {}),
           ...(rf.jsonSchema.schema ? { schema: rf.jsonSchema.schema } : {}),
           ...(rf.jsonSchema.strict !== undefined ? { strict: rf.jsonSchema.strict } : {}),
@@ -139,6 +147,8 @@ export function doneFromOutcome(o: ChatOutcome): ChatResponse {
         provider: o.provider,
         catalogModel: o.catalogModel.id,
         attempts: o.attempts,
+        // Served without an upstream call of its own: from the cache, or shared with an identical request in flight.
+        cached: o.cache === "hit" || o.cache === "coalesced",
       },
     },
   });

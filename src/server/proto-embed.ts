@@ -38,5 +38,6 @@ export function embedResponseOf({ vectors, outcome }: EmbedResult): EmbedRespons
     provider: outcome.provider,
     catalogModel: outcome.catalogModel.id,
     attempts: outcome.attempts,
+    cached: outcome.cache === "hit" || outcome.cache === "coalesced",
   });
 }

@@ -84,6 +84,12 @@ describe("the cache key", () => {
     expect(withBody(extra)).not.toBe(cacheKey(chat()));
   });
 
+  it("reads stop as a string and as a one-item list alike (the RPC doors send only lists)", () => {
+    expect(withBody({ stop: "END" })).toBe(withBody({ stop: ["END"] }));
+    expect(withBody({ stop: "END" })).not.toBe(withBody({ stop: ["END", "FIN"] }));
+    expect(withBody({ stop: "END" })).not.toBe(cacheKey(chat()));
+  });
+
   it("changes with the resolved model", () => {
     expect(cacheKey(chat({ model: "qwen-max" }))).not.toBe(cacheKey(chat()));
   });

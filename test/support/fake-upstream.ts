@@ -60,7 +60,7 @@ export type Behaviour =
        */
       alignMs?: number;
     }
-  | { kind: "error"; status: number; message?: string; type?: string; code?: string | null; headers?: Record<string, string> }
+  | { kind: "error"; status: number; message?: string; type?: string; code?: string | null; headers?: Record<string, string>; delayMs?: number }
   /** Any status, headers and body, sent verbatim (an HTML error page from a proxy, a plain-text 503, an empty body). */
   | { kind: "raw"; status: number; body: string; headers?: Record<string, string> }
   /** Read the request, never send headers. */
@@ -566,6 +566,8 @@ export async function startFakeUpstream(
     const includeUsage = body.stream_options?.include_usage === true;
     switch (b.kind) {
       case "error":
+        if (b.delayMs) await x.pause(b.delayMs);
+        if (x.closed) return;
         return sendJson(
           res,
           b.status,
