@@ -1,6 +1,7 @@
 // The paths, each as the same load sent straight to the fake upstream ("direct")
 // and through the gateway. A path has one or two parts: shim streaming adds a TTFB
 // probe to the autocannon run.
+import { randomBytes } from "node:crypto";
 import { EMBED_INPUTS } from "./fake-upstream.js";
 import { autocannonRun, ttfbProbe, type HttpTarget } from "./load-http.js";
 import { grpcChatRun } from "./load-grpc.js";
@@ -59,8 +60,10 @@ function connectComplete(body: string): boolean {
  * other: with the cache on, each is a miss (bench --distinct, the cache comparison).
  */
 export function distinctBodies(): () => string {
+  // A nonce per generator, so two generators (or runs on one cache file) never send the same text.
+  const nonce = randomBytes(6).toString("hex");
   let n = 0;
-  return () => JSON.stringify({ model: "qwen-max", messages: [{ role: "user", content: `Hello, benchmark ${n++}` }] });
+  return () => JSON.stringify({ model: "qwen-max", messages: [{ role: "user", content: `Hello, benchmark ${nonce} ${n++}` }] });
 }
 
 export function paths(e: Endpoints, options: { distinct?: boolean } = {}): Record<PathId, Part[]> {
@@ -97,13 +100,16 @@ export function paths(e: Endpoints, options: { distinct?: boolean } = {}): Recor
     verify: connectComplete,
   };
 
+  // One generator for every run of the path (warm-up and rounds): a fresh one per run would
+  // send the warm-up's texts again, and with the cache on those are hits, not misses.
+  const bodies = options.distinct ? { bodies: distinctBodies() } : {};
   return {
     shim: [{
       kind: "load",
       direct: (c, s) => autocannonRun(direct(upstreamJson), c, s),
       gateway: (c, s) => autocannonRun({
         ...viaShim(JSON.stringify({ model: "qwen-max", messages: MESSAGES })),
-        ...(options.distinct ? { bodies: distinctBodies() } : {}),
+        ...bodies,
       }, c, s),
     }],
     "shim-stream": [

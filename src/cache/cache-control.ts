@@ -12,6 +12,7 @@ const MAX_TTL_S = 30 * 86_400;
  * answer this request stores. Other directives are ignored.
  */
 export function cacheControlOf(cacheControl: string | null | undefined, ttl: string | null | undefined): CacheControl {
+  if (!cacheControl && !ttl) return CACHE_DEFAULT; // almost every request: nothing to split
   let read = true;
   let write = true;
   for (const directive of (cacheControl ?? "").toLowerCase().split(",")) {

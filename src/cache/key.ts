@@ -78,11 +78,14 @@ export function cacheKey(input: CacheKeyInput): string {
 /** The text that is hashed; exported so tests (and a debugging operator) can see what a key covers. */
 export function canonicalRequest(input: CacheKeyInput): string {
   const request = input.operation === "chat"
-    ? chatRequest(input.body)
-    : { ...without(input.passThrough ?? {}, EXCLUDED_EMBEDDINGS_FIELDS), input: input.inputs, dimensions: input.dimensions };
-  // The operation is part of the envelope, so a chat and an embeddings
-  // request never share a key even if their bodies serialised alike.
-  return canonical({ v: KEY_VERSION, operation: input.operation, model: input.model, scope: subject(input.scope, input.principal), request })!;
+    ? canonicalObject(input.body, EXCLUDED_CHAT_FIELDS)
+    : canonical({ ...without(input.passThrough ?? {}, EXCLUDED_EMBEDDINGS_FIELDS), input: input.inputs, dimensions: input.dimensions })!;
+  // The envelope, written out in its sorted key order (what canonical() would
+  // make of it, without building the object): this is on every request's path.
+  // The operation is part of it, so a chat and an embeddings request never
+  // share a key even if their bodies serialised alike.
+  return `{"model":${JSON.stringify(input.model)},"operation":${JSON.stringify(input.operation)},"request":${request},` +
+    `"scope":${JSON.stringify(subject(input.scope, input.principal))},"v":${JSON.stringify(KEY_VERSION)}}`;
 }
 
 /**
@@ -98,17 +101,6 @@ function subject(scope: CacheScope, principal: CachePrincipal): string {
     // A scope from bad configuration must never fall through to sharing.
     default: throw new Error(`unknown cache scope ${JSON.stringify(scope)}`);
   }
-}
-
-/**
- * The chat body's fields that count, with one spelling per meaning where
- * OpenAI accepts two: `stop: "x"` is `stop: ["x"]` (the RPC doors can only
- * send the list), so the two share an entry.
- */
-function chatRequest(body: Readonly<Record<string, unknown>>): Record<string, unknown> {
-  const kept = without(body, EXCLUDED_CHAT_FIELDS);
-  if (typeof kept.stop === "string") kept.stop = [kept.stop];
-  return kept;
 }
 
 function without(body: Readonly<Record<string, unknown>>, excluded: ReadonlySet<string>): Record<string, unknown> {
@@ -153,7 +145,17 @@ export function canonical(value: unknown): string | undefined {
     }
     return text + "]";
   }
-  const names = Object.keys(value as object);
+  return canonicalObject(value as Record<string, unknown>);
+}
+
+/**
+ * An object's canonical text, leaving out the `excluded` names: for the chat
+ * body that is key.ts's exclusions, applied while writing rather than on a
+ * copy. There, `stop: "x"` is written as `stop: ["x"]` (OpenAI reads them
+ * alike, and the RPC doors can only send the list), so the two share an entry.
+ */
+function canonicalObject(value: Readonly<Record<string, unknown>>, excluded?: ReadonlySet<string>): string {
+  const names = Object.keys(value);
   // Most objects are small and many already in order: sorted only when not.
   for (let i = 1; i < names.length; i++) {
     if (names[i - 1]! > names[i]!) {
@@ -163,7 +165,9 @@ export function canonical(value: unknown): string | undefined {
   }
   let text = "{";
   for (const name of names) {
-    const member = canonical((value as Record<string, unknown>)[name]);
+    if (excluded?.has(name)) continue;
+    const field = value[name];
+    const member = excluded && name === "stop" && typeof field === "string" ? canonical([field]) : canonical(field);
     if (member === undefined) continue;
     if (text.length > 1) text += ",";
     text += JSON.stringify(name) + ":" + member;

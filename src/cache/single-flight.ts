@@ -31,6 +31,7 @@ export interface SingleFlight<T> {
    * Runs `work` for the first caller of `key`, or joins the run in progress.
    * Rejects with the work's error (the same error for every caller), or with
    * this caller's `signal.reason` if it aborts first (at once if already aborted).
+   * A `work` declared with no parameter gets no signal (none is made).
    */
   run(key: string, work: (signal: AbortSignal) => Promise<T>, signal?: AbortSignal): Promise<Flight<T>>;
   /** Keys in flight now: zero whenever nothing runs (for tests and a gauge). */
@@ -38,7 +39,8 @@ export interface SingleFlight<T> {
 }
 
 interface InFlight<T> {
-  readonly controller: AbortController;
+  /** Made only for a work that takes a signal: an AbortController is costly on a miss's path. */
+  readonly controller: AbortController | undefined;
   /** Callers still waiting; the work is aborted when the last one leaves. */
   waiters: number;
   readonly outcome: Promise<T>;
@@ -52,12 +54,13 @@ export function createSingleFlight<T>(): SingleFlight<T> {
   };
 
   function start(key: string, work: (signal: AbortSignal) => Promise<T>): InFlight<T> {
-    const controller = new AbortController();
+    // A work declared without a parameter cannot read a signal, so none is made for it.
+    const controller = work.length > 0 ? new AbortController() : undefined;
     let begin!: () => void;
     const outcome = new Promise<T>((resolve, reject) => {
       begin = () => {
         try {
-          resolve(work(controller.signal));
+          resolve(work(controller?.signal as AbortSignal));
         } catch (error) {
           reject(error); // a synchronous throw fails the flight like an async work's rejection
         }
@@ -83,7 +86,7 @@ export function createSingleFlight<T>(): SingleFlight<T> {
         reject(signal!.reason);
         if (--flight.waiters === 0) {
           free(key, flight);
-          flight.controller.abort(signal!.reason);
+          flight.controller?.abort(signal!.reason);
         }
       }
       signal?.addEventListener("abort", leave, { once: true });

@@ -140,6 +140,23 @@ describe("single flight", () => {
     expect(settled.map((s) => (s as PromiseRejectedResult).reason.message)).toEqual(["a", "b", "c"]);
   });
 
+  it("makes no signal for a work that takes none, and still frees the key when every caller has gone", async () => {
+    const flight = createSingleFlight<string>();
+    let args = -1;
+    let finish!: (v: string) => void;
+    const client = new AbortController();
+    const call = flight.run("k", function (this: unknown, ...given: unknown[]) {
+      args = given.filter((a) => a !== undefined).length;
+      return new Promise<string>((resolve) => (finish = resolve));
+    } as () => Promise<string>, client.signal);
+    expect(args).toBe(0);
+    client.abort(new Error("gone"));
+    expect(flight.size).toBe(0);
+    await expect(call).rejects.toThrow("gone");
+    finish("late"); // settling after everyone left harms nothing
+    await tick();
+  });
+
   it("starts a fresh flight for a caller arriving after all left, unharmed by the old one settling late", async () => {
     const flight = createSingleFlight<string>();
     const old = controllable<string>();
