@@ -104,8 +104,8 @@ export async function startFake(): Promise<Fake> {
  * `root`: the tree whose CLI runs (another commit's build must create its own database:
  * an older gateway refuses a newer schema).
  */
-export function createKey(dbPath: string, root = ROOT): string {
-  const out = execFileSync(process.execPath, [join(root, "dist/src/cli.js"), "--db", dbPath, "keys", "create", "--user", "bench", "--name", "bench", "--json"], {
+export function createKey(dbPath: string, root = ROOT, extra: readonly string[] = []): string {
+  const out = execFileSync(process.execPath, [join(root, "dist/src/cli.js"), "--db", dbPath, "keys", "create", "--user", "bench", "--name", "bench", "--json", ...extra], {
     cwd: root, encoding: "utf8",
   });
   return (JSON.parse(out) as { key: string }).key;

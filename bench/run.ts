@@ -40,12 +40,12 @@ const began = performance.now();
 
 // Each run is followed by a short settle; the whole thing is bounded by a watchdog.
 const runsPerProfile = opts.rounds * (opts.concurrency.length + (opts.workers > 1 ? 1 : 0)) *
-  opts.paths.reduce((n, p) => n + (p === "shim-stream" ? 4 : 2), 0) + (opts.recording ? opts.rounds * 2 : 0) + (opts.metrics ? opts.rounds * 2 : 0) + (opts.cache ? opts.rounds * 3 : 0);
+  opts.paths.reduce((n, p) => n + (p === "shim-stream" ? 4 : 2), 0) + (opts.recording ? opts.rounds * 2 : 0) + (opts.metrics ? opts.rounds * 2 : 0) + (opts.cache ? opts.rounds * 4 : 0);
 // --against: two runs per path and round of its plan, a warm-up per path and gateway, and the ref's build.
 const againstRuns = opts.against ? opts.rounds * 2 * AGAINST_PLAN.filter((s) => opts.profiles.includes(s.profile))
   .reduce((n, s) => n + s.paths.filter((p) => opts.paths.includes(p)).length, 0) : 0;
 const againstS = opts.against ? againstRuns * (opts.seconds + 0.5) + (againstRuns / opts.rounds) * 1.5 + 15 : 0;
-const mainRuns = opts.onlyCache ? opts.rounds * 3 : opts.onlyAgainst ? 0 : opts.profiles.length * runsPerProfile;
+const mainRuns = opts.onlyCache ? opts.rounds * 4 : opts.onlyAgainst ? 0 : opts.profiles.length * runsPerProfile;
 const estimateS = (opts.onlyCache ? mainRuns * (opts.seconds + 0.5) + 10 : opts.onlyAgainst ? 5 : opts.profiles.length * (runsPerProfile * (opts.seconds + 0.3) + opts.paths.length * 1.5 * 1 + 2 + IDLE_MS / 1000) + opts.coldStarts + 5) + againstS;
 process.stderr.write(`bench: ${mainRuns + againstRuns} runs of ${opts.seconds} s, about ${(estimateS / 60).toFixed(1)} min\n`);
 setTimeout(() => {
