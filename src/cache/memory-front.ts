@@ -97,11 +97,12 @@ export function createMemoryFront(store: CacheStore, options: MemoryFrontOptions
       }
     },
 
-    async set(key, value, ttlMs) {
+    set(key, value, ttlMs) {
       // Write-around: the store has the new value, memory drops the old one and fills on the next read.
+      // Not async: the store's own promise, without another around it, on every miss's path.
       invalidate(key);
       memory.delete(key);
-      await store.set(key, value, ttlMs);
+      return store.set(key, value, ttlMs);
     },
 
     async delete(key) {

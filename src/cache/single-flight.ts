@@ -31,7 +31,8 @@ export interface SingleFlight<T> {
    * Runs `work` for the first caller of `key`, or joins the run in progress.
    * Rejects with the work's error (the same error for every caller), or with
    * this caller's `signal.reason` if it aborts first (at once if already aborted).
-   * A `work` declared with no parameter gets no signal (none is made).
+   * A `work` declared with no parameter gets no signal (none is made), and its
+   * leader's `signal` is not listened to: the leader gets the work's outcome.
    */
   run(key: string, work: (signal: AbortSignal) => Promise<T>, signal?: AbortSignal): Promise<Flight<T>>;
   /** Keys in flight now: zero whenever nothing runs (for tests and a gauge). */
@@ -111,7 +112,14 @@ export function createSingleFlight<T>(): SingleFlight<T> {
     run(key, work, signal) {
       if (signal?.aborted) return Promise.reject(signal.reason);
       const joined = flights.get(key);
-      return wait(key, joined ?? start(key, work), joined !== undefined, signal);
+      if (joined) return wait(key, joined, true, signal);
+      const flight = start(key, work);
+      if (flight.controller) return wait(key, flight, false, signal);
+      // A work that takes no signal is its leader's own: nothing aborts it, it ends with the
+      // leader's request, and its outcome is the leader's answer. So the leader does not listen
+      // to its signal, and stays counted until the work settles (no follower leaving frees the key).
+      flight.waiters++;
+      return flight.outcome.then((value) => ({ value, coalesced: false }));
     },
     get size() {
       return flights.size;

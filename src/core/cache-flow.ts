@@ -25,8 +25,10 @@ export interface CachePlan {
   readonly control: CacheControl;
 }
 
-/** The operation's own part of a key; the lookup adds the model, the scope and who asks. */
+/** The operation's own part of a key, a fresh object each call; the lookup adds the model, the scope and who asks. */
 export type KeyBody = Pick<ChatKeyInput, "operation" | "body"> | Pick<EmbeddingsKeyInput, "operation" | "inputs" | "dimensions" | "passThrough">;
+
+type Mutable<T> = { -readonly [P in keyof T]: T[P] };
 
 type AnswerOf<O extends CachedAnswer["operation"]> = Extract<CachedAnswer, { operation: O }>;
 
@@ -70,10 +72,12 @@ export class CacheLookup<O extends CachedAnswer["operation"]> {
     if (!cache || principal.cache === "off") return undefined;
     const control = this.request.cache ?? CACHE_DEFAULT;
     if (!control.read && !control.write) return undefined;
-    const key = cacheKey({
-      ...this.keyBody(model), model: model.id, scope: cache.config.scope,
-      principal: { userId: principal.userId, keyId: principal.keyId },
-    } as ChatKeyInput | EmbeddingsKeyInput);
+    // The operation's part, completed in place (it is made for this call): no copy on every request's path.
+    const input = this.keyBody(model) as Mutable<ChatKeyInput | EmbeddingsKeyInput>;
+    input.model = model.id;
+    input.scope = cache.config.scope;
+    input.principal = principal; // only its userId and keyId are read
+    const key = cacheKey(input);
     return { key, control };
   }
 }

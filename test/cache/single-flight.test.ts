@@ -140,21 +140,26 @@ describe("single flight", () => {
     expect(settled.map((s) => (s as PromiseRejectedResult).reason.message)).toEqual(["a", "b", "c"]);
   });
 
-  it("makes no signal for a work that takes none, and still frees the key when every caller has gone", async () => {
+  it("makes no signal for a work that takes none; its leader gets the work's outcome, its followers may leave", async () => {
     const flight = createSingleFlight<string>();
     let args = -1;
     let finish!: (v: string) => void;
-    const client = new AbortController();
-    const call = flight.run("k", function (this: unknown, ...given: unknown[]) {
+    const leader = new AbortController();
+    const follower = new AbortController();
+    const lead = flight.run("k", function (this: unknown, ...given: unknown[]) {
       args = given.filter((a) => a !== undefined).length;
       return new Promise<string>((resolve) => (finish = resolve));
-    } as () => Promise<string>, client.signal);
+    } as () => Promise<string>, leader.signal);
     expect(args).toBe(0);
-    client.abort(new Error("gone"));
+    const join = flight.run("k", () => Promise.resolve("never run"), follower.signal);
+    follower.abort(new Error("gone"));
+    await expect(join).rejects.toThrow("gone");
+    expect(flight.size).toBe(1); // the leader still waits on its own work
+    leader.abort(new Error("ignored")); // such work ends with its leader's request, not with its signal
+    expect(flight.size).toBe(1);
+    finish("answer");
+    await expect(lead).resolves.toEqual({ value: "answer", coalesced: false });
     expect(flight.size).toBe(0);
-    await expect(call).rejects.toThrow("gone");
-    finish("late"); // settling after everyone left harms nothing
-    await tick();
   });
 
   it("starts a fresh flight for a caller arriving after all left, unharmed by the old one settling late", async () => {
