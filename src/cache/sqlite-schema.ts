@@ -92,3 +92,25 @@ function migrate(db: CacheDb, path: string): void {
     db.pragma(`user_version = ${SCHEMA_VERSION}`);
   }).immediate();
 }
+
+/** What a delete gives back: enough to forget the row in the index and in the totals. */
+export type CacheRow = { id: number; hash: number; bytes: number };
+
+/** The statements the store runs, prepared once per connection. */
+export function cacheStatements(db: CacheDb) {
+  return {
+    byId: db.prepare<[number], { key: unknown; value: unknown; expiresAt: unknown }>("SELECT key, value, expires_at AS expiresAt FROM cache_entries WHERE id = ?"),
+    since: db.prepare<[number], { id: number; hash: number }>("SELECT id, hash FROM cache_entries WHERE id > ? ORDER BY id"),
+    // The covering expiry index holds every row's hash and id: ~25 bytes an entry to read, not the values.
+    all: db.prepare<[], { id: number; hash: number }>("SELECT id, hash FROM cache_entries INDEXED BY cache_entries_expires_at"),
+    insert: db.prepare<[number, string, Buffer, number, number]>("INSERT INTO cache_entries (hash, key, value, bytes, expires_at) VALUES (?, ?, ?, ?, ?)"),
+    // By id and key: a stale id, or another key under the same hash, deletes nothing.
+    deleteRow: db.prepare<[number, string], CacheRow>("DELETE FROM cache_entries WHERE id = ? AND key = ? RETURNING id, hash, bytes"),
+    // Only if still expired: another worker may have stored a fresh entry under the key since.
+    deleteRowIfExpired: db.prepare<[number, string, number], CacheRow>("DELETE FROM cache_entries WHERE id = ? AND key = ? AND expires_at <= ? RETURNING id, hash, bytes"),
+    deleteExpired: db.prepare<[number, number], CacheRow>("DELETE FROM cache_entries WHERE id IN (SELECT id FROM cache_entries WHERE expires_at <= ? LIMIT ?) RETURNING id, hash, bytes"),
+    evictOldest: db.prepare<[], CacheRow>("DELETE FROM cache_entries WHERE id = (SELECT MIN(id) FROM cache_entries) RETURNING id, hash, bytes"),
+    dataVersion: db.prepare<[], number>("PRAGMA data_version").pluck(),
+    totals: db.prepare<[], { entries: number; bytes: number }>("SELECT COUNT(*) AS entries, COALESCE(SUM(bytes), 0) AS bytes FROM cache_entries"),
+  };
+}

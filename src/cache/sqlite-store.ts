@@ -1,6 +1,6 @@
 import type { CacheStats, TtlAwareStore } from "./store.js";
 import { RowIndex, keyHash } from "./row-index.js";
-import { openCacheDb, type CacheDb } from "./sqlite-schema.js";
+import { cacheStatements, openCacheDb, type CacheRow } from "./sqlite-schema.js";
 
 export { keyHash } from "./row-index.js";
 
@@ -34,7 +34,6 @@ export interface SqliteCacheStore extends TtlAwareStore {
 
 type Op = { kind: "set"; hash: number; value: Buffer; bytes: number; expiresAt: number } | { kind: "delete"; hash: number };
 interface Batch { ops: Map<string, Op>; expired: Map<string, number>; resolve: () => void; reject: (err: unknown) => void; done: Promise<void> }
-type Row = { id: number; hash: number; bytes: number };
 
 /** Above this many writes queued, they are committed at once: a bound on how long a commit holds the lock. */
 const MAX_BATCH = 1024;
@@ -78,7 +77,7 @@ export function openSqliteCacheStore(path: string, options: SqliteCacheOptions):
   if (!(maxBytes > 0)) throw new RangeError(`maxBytes must be positive, not ${maxBytes}`);
   const warn = options.warn ?? ((m: string) => process.stderr.write(`gatewayz: ${m}\n`));
   const db = openCacheDb(path, busyTimeoutMs, warn);
-  const sql = statements(db);
+  const sql = cacheStatements(db);
 
   const index = new RowIndex();
   /** When a lookup last read other workers' rows (performance.now()). */
@@ -105,11 +104,11 @@ export function openSqliteCacheStore(path: string, options: SqliteCacheOptions):
    * low-water mark by at most EVICT_BATCH more, so that one commit holds the
    * lock for milliseconds, not for a tenth of the cache.
    */
-  const evict = (at: number, estimate: { bytes: number; entries: number }, removed: Row[]) => {
+  const evict = (at: number, estimate: { bytes: number; entries: number }, removed: CacheRow[]) => {
     // Only this worker wrote since the totals were exact: the estimate is exact too, and no SUM is needed.
     let { bytes, entries } = sql.dataVersion.get() === summedVersion ? estimate : sum();
     let evicted = 0;
-    const drop = (r: Row) => {
+    const drop = (r: CacheRow) => {
       bytes -= r.bytes;
       entries--;
       removed.push(r);
@@ -129,9 +128,9 @@ export function openSqliteCacheStore(path: string, options: SqliteCacheOptions):
     catchUp();
     let bytes = 0;
     let entries = 0;
-    const added: Row[] = [];
-    const removed: Row[] = [];
-    const remove = (r: Row | undefined) => {
+    const added: CacheRow[] = [];
+    const removed: CacheRow[] = [];
+    const remove = (r: CacheRow | undefined) => {
       if (!r) return;
       bytes -= r.bytes;
       entries--;
@@ -152,7 +151,7 @@ export function openSqliteCacheStore(path: string, options: SqliteCacheOptions):
     const after = estimate.bytes > maxBytes ? evict(at, estimate, removed) : { ...estimate, evicted: 0 };
     return { ...after, added, removed };
   });
-  const forget = (rows: Row[]) => {
+  const forget = (rows: CacheRow[]) => {
     for (const r of rows) index.forget(r);
   };
 
@@ -292,21 +291,3 @@ export function openSqliteCacheStore(path: string, options: SqliteCacheOptions):
 }
 
 const MISS: Promise<undefined> = Promise.resolve(undefined);
-
-function statements(db: CacheDb) {
-  return {
-    byId: db.prepare<[number], { key: unknown; value: unknown; expiresAt: unknown }>("SELECT key, value, expires_at AS expiresAt FROM cache_entries WHERE id = ?"),
-    since: db.prepare<[number], { id: number; hash: number }>("SELECT id, hash FROM cache_entries WHERE id > ? ORDER BY id"),
-    // The covering expiry index holds every row's hash and id: ~25 bytes an entry to read, not the values.
-    all: db.prepare<[], { id: number; hash: number }>("SELECT id, hash FROM cache_entries INDEXED BY cache_entries_expires_at"),
-    insert: db.prepare<[number, string, Buffer, number, number]>("INSERT INTO cache_entries (hash, key, value, bytes, expires_at) VALUES (?, ?, ?, ?, ?)"),
-    // By id and key: a stale id, or another key under the same hash, deletes nothing.
-    deleteRow: db.prepare<[number, string], Row>("DELETE FROM cache_entries WHERE id = ? AND key = ? RETURNING id, hash, bytes"),
-    // Only if still expired: another worker may have stored a fresh entry under the key since.
-    deleteRowIfExpired: db.prepare<[number, string, number], Row>("DELETE FROM cache_entries WHERE id = ? AND key = ? AND expires_at <= ? RETURNING id, hash, bytes"),
-    deleteExpired: db.prepare<[number, number], Row>("DELETE FROM cache_entries WHERE id IN (SELECT id FROM cache_entries WHERE expires_at <= ? LIMIT ?) RETURNING id, hash, bytes"),
-    evictOldest: db.prepare<[], Row>("DELETE FROM cache_entries WHERE id = (SELECT MIN(id) FROM cache_entries) RETURNING id, hash, bytes"),
-    dataVersion: db.prepare<[], number>("PRAGMA data_version").pluck(),
-    totals: db.prepare<[], { entries: number; bytes: number }>("SELECT COUNT(*) AS entries, COALESCE(SUM(bytes), 0) AS bytes FROM cache_entries"),
-  };
-}
