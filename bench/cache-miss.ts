@@ -51,5 +51,3 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 for (const [m, xs] of Object.entries(results)) console.log(`${m.padEnd(4)} median ${median(xs).toFixed(1)} µs a request  (${xs.map((x) => x.toFixed(0)).join(", ")})`);
 console.log(`a miss costs ${(median(results.on!) - median(results.off!)).toFixed(1)} µs`);
 await cache.close();
-const g = globalThis as any;
-console.log("encode µs", (g.encT * 1000 / g.putN).toFixed(2), "set (queue) µs", (g.setT * 1000 / g.putN).toFixed(2));
