@@ -53,32 +53,10 @@ export function openAnswerCache(config: CacheConfig, log: Logger): AnswerCache {
     : openSqliteCacheStore(config.path, { maxBytes: config.maxBytes, warn: (m) => log.warn(`cache: ${m}`) });
   const store = createMemoryFront(backing, { maxBytes: Math.min(MEMORY_FRONT_MAX_BYTES, config.maxBytes) });
 
-  /**
-   * Answers put this turn of the event loop, written together on the next:
-   * encoding and storing them one after another in one loop costs less CPU
-   * than doing each amid its request's work. A lookup sees them meanwhile.
-   */
-  let pending = new Map<string, { answer: CachedAnswer; ttlMs: number }>();
-  const writePending = () => {
-    const batch = pending;
-    pending = new Map();
-    let failed: Promise<void> | undefined;
-    for (const [key, { answer, ttlMs }] of batch) {
-      const bytes = encode(answer);
-      if (bytes.byteLength > config.maxEntryBytes) continue;
-      const written = store.set(key, bytes, ttlMs);
-      // One handler per distinct promise: the embedded store gives every write of a commit the same one.
-      if (written !== failed) written.catch((err: unknown) => warn("the store failed a write", err));
-      failed = written;
-    }
-  };
-
   return {
     config,
     flight: createSingleFlight<CachedAnswer | undefined>(),
     async get(key) {
-      const queued = pending.get(key);
-      if (queued) return { answer: queued.answer, outcome: "hit" };
       let bytes: Uint8Array | undefined;
       try {
         bytes = await store.get(key);
@@ -94,13 +72,11 @@ export function openAnswerCache(config: CacheConfig, log: Logger): AnswerCache {
       return { outcome: "miss" };
     },
     put(key, answer, ttlMs = config.ttlMs) {
-      if (pending.size === 0) setImmediate(writePending);
-      pending.set(key, { answer, ttlMs });
+      const bytes = encode(answer);
+      if (bytes.byteLength > config.maxEntryBytes) return;
+      store.set(key, bytes, ttlMs).catch((err: unknown) => warn("the store failed a write", err));
     },
     stats: () => store.stats(),
-    close: () => {
-      writePending();
-      return store.close();
-    },
+    close: () => store.close(),
   };
 }
