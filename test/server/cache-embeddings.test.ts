@@ -76,6 +76,10 @@ describe("embeddings in the response cache", () => {
     expect(miss!.cost_pico).toBeGreaterThan(0);
     expect(hit).toMatchObject({ operation: "embeddings", status: "cached", cost_pico: 0, saved_pico: miss!.cost_pico,
       prompt_tokens: miss!.prompt_tokens, attempts: 0, provider: "alibaba-cloud" });
+    // Counted as embeddings lookups on /metrics.
+    const metrics = await (await fetch(`${gw.url}/metrics`)).text();
+    expect(metrics).toMatch(/^gatewayz_cache_lookups_total\{operation="embeddings",outcome="hit"\} [1-9]/m);
+    expect(metrics).toMatch(/^gatewayz_cache_lookups_total\{operation="embeddings",outcome="miss"\} [1-9]/m);
   });
 
   it("keys on what changes the vectors: 'a' and ['a'], float and base64, no dimensions and the default share; other dimensions do not", async () => {
