@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The programs the tests drive that npm does not install: Debian's Chromium
 # (test/browser), Prometheus (promtool and the server, for the metrics
-# tests) and redis-server (test/cache, the Redis cache store). `npm test` and
+# tests), redis-server (test/cache, the Redis cache store) and PostgreSQL
+# (test/support/postgres.ts, for the replicas). `npm test` and
 # .ci/run run this first, so the README's test command works on a fresh
 # Debian machine. Each program is found (its *_PATH variable,
 # else the PATH); whatever is missing is installed with one `apt-get update`
@@ -31,6 +32,13 @@ missing() {
     fi
     command -v "$cmd" >/dev/null 2>&1 || echo "$cmd $pkg"
   done
+  # PostgreSQL's initdb and pg_ctl are not on Debian's PATH: PG_BIN_DIR, else /usr/lib/postgresql/<version>/bin.
+  if [ -n "${PG_BIN_DIR:-}" ]; then
+    [ -x "$PG_BIN_DIR/initdb" ] && [ -x "$PG_BIN_DIR/pg_ctl" ] && return 0
+    echo "PG_BIN_DIR=$PG_BIN_DIR holds no initdb and pg_ctl" >&2
+    return 1
+  fi
+  compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || echo "initdb postgresql"
 }
 
 report="$(missing)"
@@ -43,7 +51,7 @@ done <<<"$report"
 
 if [ "$(id -u)" = 0 ]; then as_root=(); elif sudo -n true 2>/dev/null; then as_root=(sudo -n); else
   echo "The tests need ${commands[*]}: run 'sudo apt-get update && sudo apt-get install -y --no-install-recommends ${packages[*]}'," \
-    "or set CHROMIUM_PATH, PROMETHEUS_PATH, PROMTOOL_PATH or REDIS_SERVER_PATH to the programs" >&2
+    "or set CHROMIUM_PATH, PROMETHEUS_PATH, PROMTOOL_PATH, REDIS_SERVER_PATH or PG_BIN_DIR to the programs" >&2
   exit 1
 fi
 # --no-install-recommends: the tests need the programs only (prometheus would

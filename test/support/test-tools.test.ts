@@ -1,5 +1,6 @@
 // `npm test` first runs test/support/ensure-test-tools.sh, which finds or
-// installs the programs the suites drive (Chromium, Prometheus, redis-server);
+// installs the programs the suites drive (Chromium, Prometheus, redis-server,
+// PostgreSQL);
 // the metrics suites find Prometheus through test/support/prometheus.ts, the
 // Redis store's suite redis-server through test/support/redis.ts. apt-get is never
 // really run here: a stand-in on the PATH records how it was called.
@@ -81,6 +82,14 @@ describe("test/support/ensure-test-tools.sh", () => {
     expect(aptCalls()).toEqual([]);
   });
 
+  it("takes PG_BIN_DIR for PostgreSQL (not on Debian's PATH) and refuses one without initdb and pg_ctl", async () => {
+    const { bin, aptCalls } = fakeBin({ present: ["initdb", "pg_ctl"] });
+    const path = `${bin}:${process.env.PATH ?? "/usr/bin:/bin"}`;
+    expect(await ensure({ PATH: path, PG_BIN_DIR: bin })).toEqual({ code: 0, stderr: "" });
+    expect(await ensure({ PATH: path, PG_BIN_DIR: "/nonexistent" })).toEqual({ code: 1, stderr: "PG_BIN_DIR=/nonexistent holds no initdb and pg_ctl\n" });
+    expect(aptCalls()).toEqual([]);
+  });
+
   it("refuses an override that is not an executable, naming it", async () => {
     const { bin, aptCalls } = fakeBin();
     const r = await ensure({ PATH: `${bin}:${process.env.PATH}`, PROMTOOL_PATH: "/nonexistent/promtool" });
@@ -108,7 +117,7 @@ describe("test/support/ensure-test-tools.sh", () => {
     const r = await ensure({ PATH: bin });
     expect(r.code).toBe(1);
     expect(r.stderr).toBe("The tests need prometheus promtool: run 'sudo apt-get update && sudo apt-get install -y --no-install-recommends prometheus', " +
-      "or set CHROMIUM_PATH, PROMETHEUS_PATH, PROMTOOL_PATH or REDIS_SERVER_PATH to the programs\n");
+      "or set CHROMIUM_PATH, PROMETHEUS_PATH, PROMTOOL_PATH, REDIS_SERVER_PATH or PG_BIN_DIR to the programs\n");
     expect(aptCalls()).toEqual([]);
   });
 
