@@ -141,10 +141,12 @@ export function embedTerms(
       validate: () => void parsed(),
       // Checked against the model before the cache is asked: a request the model cannot serve is a 400, cached or not.
       // An answer in the cache costs no tokens and nothing: only the request is counted (rpm, concurrency).
-      async reserve(model, principal) {
+      // Synchronous without a cache (CACHE=off): no promise on that path.
+      reserve(model, principal) {
         checkEmbedFor(parsed(), model);
-        if (cached && (await cached(model, principal))) return { promptTokens: 0, completionTokens: 0 };
-        return { promptTokens: estimateEmbedTokens(parsed()), completionTokens: 0 };
+        const estimate = () => ({ promptTokens: estimateEmbedTokens(parsed()), completionTokens: 0 });
+        if (!cached) return estimate();
+        return cached(model, principal).then((hit) => (hit ? { promptTokens: 0, completionTokens: 0 } : estimate()));
       },
     },
     request: parsed,
