@@ -20,12 +20,21 @@ export interface CacheControl {
   readonly ttlMs?: number | undefined;
 }
 
+export interface Found {
+  readonly answer?: CachedAnswer;
+  readonly outcome: Extract<CacheOutcome, "hit" | "miss" | "error">;
+}
+
 export const CACHE_DEFAULT: CacheControl = Object.freeze({ read: true, write: true });
 
 export interface AnswerCache {
   readonly config: CacheConfig;
-  /** The answer under `key`: a hit, a miss, or an error (the store failed: a miss, warned). Corrupt entries are dropped. */
-  get(key: string): Promise<{ answer?: CachedAnswer; outcome: Extract<CacheOutcome, "hit" | "miss" | "error"> }>;
+  /**
+   * The answer under `key`: a hit, a miss, or an error (the store failed: a
+   * miss, warned). Corrupt entries are dropped. Synchronous when the store
+   * answers in this thread (the embedded file), a promise otherwise (Redis).
+   */
+  get(key: string): Found | Promise<Found>;
   /** Keeps an answer (unless larger than CACHE_MAX_ENTRY_BYTES); never throws, never awaited by a request. */
   put(key: string, answer: CachedAnswer, ttlMs?: number): void;
   /** Identical requests in flight: the first goes upstream, the others wait for its answer. */
@@ -52,24 +61,34 @@ export function openAnswerCache(config: CacheConfig, log: Logger): AnswerCache {
     ? createRedisCacheStore({ url: config.redisUrl, timeoutMs: config.redisTimeoutMs, log })
     : openSqliteCacheStore(config.path, { maxBytes: config.maxBytes, warn: (m) => log.warn(`cache: ${m}`) });
   const store = createMemoryFront(backing, { maxBytes: Math.min(MEMORY_FRONT_MAX_BYTES, config.maxBytes) });
+  /** What the store's bytes are: an answer, or a miss (an unreadable entry is dropped). */
+  const found = (key: string, bytes: Uint8Array | undefined): Found => {
+    if (bytes === undefined) return MISS;
+    const answer = decode(bytes);
+    if (answer) return { answer, outcome: "hit" };
+    log.warn("cache: an unreadable entry was dropped (answered as a miss)");
+    store.delete(key).catch((err: unknown) => warn("the store failed a delete", err));
+    return MISS;
+  };
 
   return {
     config,
     flight: createSingleFlight<CachedAnswer | undefined>(),
-    async get(key) {
-      let bytes: Uint8Array | undefined;
-      try {
-        bytes = await store.get(key);
-      } catch (err) {
-        warn("the store failed a read", err);
-        return { outcome: "error" };
+    get(key) {
+      if (store.getNow) {
+        let bytes: Uint8Array | undefined;
+        try {
+          bytes = store.getNow(key);
+        } catch (err) {
+          warn("the store failed a read", err);
+          return ERROR;
+        }
+        return found(key, bytes);
       }
-      if (bytes === undefined) return { outcome: "miss" };
-      const answer = decode(bytes);
-      if (answer) return { answer, outcome: "hit" };
-      log.warn("cache: an unreadable entry was dropped (answered as a miss)");
-      store.delete(key).catch((err: unknown) => warn("the store failed a delete", err));
-      return { outcome: "miss" };
+      return store.get(key).then((bytes) => found(key, bytes), (err: unknown) => {
+        warn("the store failed a read", err);
+        return ERROR;
+      });
     },
     put(key, answer, ttlMs = config.ttlMs) {
       const bytes = encode(answer);
@@ -80,3 +99,6 @@ export function openAnswerCache(config: CacheConfig, log: Logger): AnswerCache {
     close: () => store.close(),
   };
 }
+
+const MISS: Found = Object.freeze({ outcome: "miss" });
+const ERROR: Found = Object.freeze({ outcome: "error" });

@@ -1,4 +1,5 @@
 import type { ChatCompletion } from "openai/resources/chat/completions";
+import { keptJsonText } from "../core/json-text.js";
 import type { TokenUsage } from "../core/usage.js";
 
 /**
@@ -66,8 +67,9 @@ export function encode(answer: CachedAnswer): Uint8Array {
   // path, on a miss's path (a spread made it three times slower).
   const { provider, upstreamModel, model, createdAt } = answer;
   const costPico = answer.costPico.toString();
+  // A chat's completion is serialised apart and kept on it (core/json-text.ts): the shim sends that same text.
   const json = answer.operation === "chat"
-    ? JSON.stringify({ operation: "chat", provider, upstreamModel, model, costPico, createdAt, completion: answer.completion })
+    ? `${JSON.stringify({ operation: "chat", provider, upstreamModel, model, costPico, createdAt }).slice(0, -1)},"completion":${keptJsonText(answer.completion)}}`
     : JSON.stringify({ operation: "embeddings", provider, upstreamModel, model, costPico, createdAt, vectors: pack(answer.vectors), usage: answer.usage });
   // MAGIC and VERSION are ASCII, so they are their own UTF-8: one encoding, one buffer.
   return Buffer.from(HEADER + json);

@@ -1,5 +1,5 @@
 import { LRUCache } from "lru-cache";
-import type { CacheStats, CacheStore, TtlAwareStore } from "./store.js";
+import type { CacheStats, CacheStore, SyncReadStore, TtlAwareStore } from "./store.js";
 
 export type { TtlAwareStore } from "./store.js";
 
@@ -37,6 +37,12 @@ export const DEFAULT_FILL_TTL_MS = 60_000;
 export interface MemoryFront extends CacheStore {
   /** Memory's own numbers, whatever the store behind reports. */
   memoryStats(): CacheStats;
+  /**
+   * get() without a promise, when the store behind can answer in this thread
+   * (SyncReadStore: the embedded file); undefined for one that cannot (Redis).
+   * Throws where get() rejects.
+   */
+  readonly getNow: ((key: string) => Uint8Array | undefined) | undefined;
 }
 
 export function createMemoryFront(store: CacheStore, options: MemoryFrontOptions): MemoryFront {
@@ -54,6 +60,7 @@ export function createMemoryFront(store: CacheStore, options: MemoryFrontOptions
     ...(options.now ? { perf: { now: options.now }, ttlResolution: 0 } : {}),
   });
   const ttlAware = typeof (store as Partial<TtlAwareStore>).getWithTtl === "function" ? (store as TtlAwareStore) : undefined;
+  const syncRead = typeof (store as Partial<SyncReadStore>).readNow === "function" ? (store as SyncReadStore) : undefined;
 
   /**
    * Reads from the store in progress, by key. A set or delete of the key while
@@ -66,6 +73,9 @@ export function createMemoryFront(store: CacheStore, options: MemoryFrontOptions
     if (r) r.stale = true;
   };
 
+  /** Never longer than fillTtlMs either: another process may replace or delete the entry in the store. */
+  const keepFor = (ttlMs: number) => (Number.isFinite(ttlMs) ? Math.min(ttlMs, fillTtlMs) : fillTtlMs);
+
   /** The store's entry, with how long memory may keep it: what the store has left, else the bounded default. */
   async function fromStore(key: string): Promise<{ value: Uint8Array; ttlMs: number } | undefined> {
     if (!ttlAware) {
@@ -73,13 +83,24 @@ export function createMemoryFront(store: CacheStore, options: MemoryFrontOptions
       return value && { value, ttlMs: fillTtlMs };
     }
     const found = await ttlAware.getWithTtl(key);
-    // Never longer than fillTtlMs either: another process may replace or delete the entry in the store.
-    return found && { value: found.value, ttlMs: Number.isFinite(found.ttlMs) ? Math.min(found.ttlMs, fillTtlMs) : fillTtlMs };
+    return found && { value: found.value, ttlMs: keepFor(found.ttlMs) };
   }
 
   const memoryStats = (): CacheStats => ({ entries: memory.size, bytes: memory.calculatedSize, evictions });
 
+  // Nothing can change the key between the store's answer and memory's fill: no read is in progress to mark stale.
+  const getNow = syncRead && ((key: string): Uint8Array | undefined => {
+    const hit = memory.get(key);
+    if (hit) return hit;
+    const found = syncRead.readNow(key);
+    if (!found) return undefined;
+    const ttl = Math.floor(keepFor(found.ttlMs));
+    if (ttl >= 1) memory.set(key, found.value, { ttl });
+    return found.value;
+  });
+
   return {
+    getNow,
     async get(key) {
       const hit = memory.get(key);
       if (hit) return hit;

@@ -1,4 +1,4 @@
-import type { CacheStats, TtlAwareStore } from "./store.js";
+import type { CacheStats, SyncReadStore } from "./store.js";
 import { RowIndex, keyHash } from "./row-index.js";
 import { cacheStatements, openCacheDb, type CacheRow } from "./sqlite-schema.js";
 
@@ -25,7 +25,7 @@ export interface SqliteCacheOptions {
   warn?: (message: string) => void;
 }
 
-export interface SqliteCacheStore extends TtlAwareStore {
+export interface SqliteCacheStore extends SyncReadStore {
   /** Always known here: counted in memory, re-read from the file on each sweep (other workers write too). */
   stats(): CacheStats;
   /** Deletes expired rows in batches, yielding between them; resolves with how many. One sweep at a time. */
@@ -224,45 +224,49 @@ export function openSqliteCacheStore(path: string, options: SqliteCacheOptions):
   sweeper.unref();
   setImmediate(tick);
 
-  const getWithTtl = (key: string): Promise<{ value: Buffer; ttlMs: number } | undefined> => {
-    if (closed) return Promise.reject(new Error("the cache store is closed"));
+  /** The entry now, read in this thread (better-sqlite3 is synchronous): no promise on a lookup's path. Throws where getWithTtl rejects. */
+  const readNow = (key: string): { value: Buffer; ttlMs: number } | undefined => {
+    if (closed) throw new Error("the cache store is closed");
     const at = now();
     const queued = batch?.ops.get(key);
-    if (queued) {
-      return Promise.resolve(queued.kind === "set" && queued.expiresAt > at ? { value: Buffer.from(queued.value), ttlMs: queued.expiresAt - at } : undefined);
-    }
+    if (queued) return queued.kind === "set" && queued.expiresAt > at ? { value: queued.value, ttlMs: queued.expiresAt - at } : undefined;
     const hash = keyHash(key);
     let row;
     let id: number | undefined;
-    try {
-      // Twice at most: an id whose row is gone (another worker replaced, expired or evicted it) is dropped, and the rows added since are read.
-      for (let look = 0; look < 2 && !row; look++) {
+    // Twice at most: an id whose row is gone (another worker replaced, expired or evicted it) is dropped, and the rows added since are read.
+    for (let look = 0; look < 2 && !row; look++) {
+      id = index.get(hash);
+      if (id === undefined) {
+        const t = performance.now();
+        if (t - polledAt < pollMs) return undefined;
+        polledAt = t;
+        catchUp();
         id = index.get(hash);
-        if (id === undefined) {
-          const t = performance.now();
-          if (t - polledAt < pollMs) return MISS;
-          polledAt = t;
-          catchUp();
-          id = index.get(hash);
-          if (id === undefined) return MISS;
-        }
-        row = sql.byId.get(id);
-        if (!row) index.forget({ id, hash });
+        if (id === undefined) return undefined;
       }
-      if (!row || id === undefined) return MISS;
-      if (row.key !== key) return MISS; // another key under the same hash
-      if (typeof row.expiresAt !== "number" || row.expiresAt <= at) {
-        queue().expired.set(key, id);
-        return MISS;
-      }
+      row = sql.byId.get(id);
+      if (!row) index.forget({ id, hash });
+    }
+    if (!row || id === undefined) return undefined;
+    if (row.key !== key) return undefined; // another key under the same hash
+    if (typeof row.expiresAt !== "number" || row.expiresAt <= at) {
+      queue().expired.set(key, id);
+      return undefined;
+    }
+    // A value that is not a BLOB (written by something else, or damaged) is a miss, not a crash.
+    return Buffer.isBuffer(row.value) ? { value: row.value, ttlMs: row.expiresAt - at } : undefined;
+  };
+  const getWithTtl = (key: string): Promise<{ value: Buffer; ttlMs: number } | undefined> => {
+    try {
+      const found = readNow(key);
+      return found ? Promise.resolve(found) : MISS;
     } catch (err) {
       return Promise.reject(err);
     }
-    // A value that is not a BLOB (written by something else, or damaged) is a miss, not a crash.
-    return Buffer.isBuffer(row.value) ? Promise.resolve({ value: row.value, ttlMs: row.expiresAt - at }) : MISS;
   };
 
   return {
+    readNow,
     getWithTtl,
     get: (key) => getWithTtl(key).then((found) => found?.value),
     set(key, value, ttlMs) {
@@ -273,8 +277,9 @@ export function openSqliteCacheStore(path: string, options: SqliteCacheOptions):
       if (ttlMs <= 0) return write(key, { kind: "delete", hash });
       const bytes = Buffer.byteLength(key) + value.byteLength;
       if (bytes > maxBytes * LOW_WATER) return Promise.reject(new RangeError(`a cache entry of ${bytes} bytes does not fit in ${maxBytes}`));
-      // A copy: the caller may reuse its array before the commit.
-      return write(key, { kind: "set", hash, value: Buffer.from(value), bytes, expiresAt: now() + ttlMs });
+      // Kept as given (CacheStore.set: the caller hands the bytes over), seen as a Buffer for the binding: no copy.
+      const kept = Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+      return write(key, { kind: "set", hash, value: kept, bytes, expiresAt: now() + ttlMs });
     },
     delete: (key) => write(key, { kind: "delete", hash: keyHash(key) }),
     stats: (): CacheStats => ({ ...totals }),

@@ -14,7 +14,12 @@
 export interface CacheStore {
   /** The entry's bytes; undefined when there is none or it has expired. */
   get(key: string): Promise<Uint8Array | undefined>;
-  /** Keeps the bytes for `ttlMs`, replacing any entry under the key. */
+  /**
+   * Keeps the bytes for `ttlMs`, replacing any entry under the key. The bytes
+   * are handed over, not copied (a copy on every miss's path): the caller
+   * must not change them afterwards. Bytes a store hands back are shared
+   * the same way: read-only.
+   */
   set(key: string, value: Uint8Array, ttlMs: number): Promise<void>;
   /** Drops the entry, if there is one (a corrupt entry, Cache-Control: no-cache). */
   delete(key: string): Promise<void>;
@@ -37,4 +42,14 @@ export interface CacheStats {
 export interface TtlAwareStore extends CacheStore {
   /** The entry's bytes and the ms it has left (Infinity when it has no expiry); undefined when there is none. */
   getWithTtl(key: string): Promise<{ value: Uint8Array; ttlMs: number } | undefined>;
+}
+
+/**
+ * A store that can answer in this thread without waiting (the embedded
+ * SQLite file: better-sqlite3 reads synchronously), so that a lookup, on
+ * every request's path, makes no promise. Redis cannot.
+ */
+export interface SyncReadStore extends TtlAwareStore {
+  /** What getWithTtl resolves with, now; throws where it rejects. */
+  readNow(key: string): { value: Uint8Array; ttlMs: number } | undefined;
 }

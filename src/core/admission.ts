@@ -51,15 +51,21 @@ export interface AdmissionTerms {
 }
 
 /** A chat's terms: its body validated, and its prompt estimate plus every token max_tokens allows reserved. */
-export function chatTerms(call: Pick<ChatCall, "model" | "body">, cached?: (model: CatalogModel, principal: Principal) => Promise<boolean>): AdmissionTerms {
+export function chatTerms(call: Pick<ChatCall, "model" | "body">, cached?: CacheFind): AdmissionTerms {
   const worstCase = () => ({ promptTokens: estimatePromptTokens(call.body), completionTokens: completionReserve(call.body) });
   return {
     kind: "chat",
     validate: () => validateChat(call.model, call.body),
     // An answer in the cache costs no tokens and nothing: only the request is counted (rpm, concurrency).
-    reserve: cached ? async (model, principal) => ((await cached(model, principal)) ? NOTHING : worstCase()) : worstCase,
+    reserve: cached ? (model, principal) => {
+      const hit = cached(model, principal);
+      return typeof hit === "boolean" ? (hit ? NOTHING : worstCase()) : hit.then((h) => (h ? NOTHING : worstCase()));
+    } : worstCase,
   };
 }
+
+/** Whether the request's answer is in the response cache: at once from the embedded store, a promise from Redis. */
+export type CacheFind = (model: CatalogModel, principal: Principal) => boolean | Promise<boolean>;
 
 const NOTHING: TokenCounts = Object.freeze({ promptTokens: 0, completionTokens: 0 });
 
@@ -97,10 +103,13 @@ export function createAdmission({ catalog, prices, auth, quota, usage, observer 
       meter.model = model;
       meter.provider = model.provider;
       meter.upstreamModel = model.upstreamId;
-      const reserved = await terms.reserve(model, principal);
+      // Awaited only when a promise (Redis): an await of a plain value still costs a turn of the microtask queue.
+      const reserving = terms.reserve(model, principal);
+      const reserved = reserving instanceof Promise ? await reserving : reserving;
       let ticket;
       try {
-        ticket = await quota.take(principal, reserved.promptTokens + reserved.completionTokens, prices.picoOf(model, reserved));
+        const taking = quota.take(principal, reserved.promptTokens + reserved.completionTokens, prices.picoOf(model, reserved));
+        ticket = taking instanceof Promise ? await taking : taking;
       } catch (err) {
         if (err instanceof GatewayError && err.refusal) observer.limiterRefused(err.refusal.dimension, err.refusal.scope);
         throw err;

@@ -1,4 +1,4 @@
-import { CACHE_DEFAULT, type AnswerCache, type CacheControl } from "../cache/answer-cache.js";
+import { CACHE_DEFAULT, type AnswerCache, type CacheControl, type Found } from "../cache/answer-cache.js";
 import type { CachedAnswer } from "../cache/codec.js";
 import { cacheKey, type ChatKeyInput, type EmbeddingsKeyInput } from "../cache/key.js";
 import { asGatewayError } from "../errors.js";
@@ -39,7 +39,7 @@ type AnswerOf<O extends CachedAnswer["operation"]> = Extract<CachedAnswer, { ope
  */
 export class CacheLookup<O extends CachedAnswer["operation"]> {
   plan: CachePlan | undefined;
-  found: Awaited<ReturnType<AnswerCache["get"]>> | undefined;
+  found: Found | undefined;
 
   constructor(
     readonly cache: AnswerCache | undefined,
@@ -49,11 +49,17 @@ export class CacheLookup<O extends CachedAnswer["operation"]> {
     private readonly keyBody: (model: CatalogModel) => KeyBody,
   ) {}
 
-  /** True when the answer is in the cache. */
-  readonly find = async (model: CatalogModel, principal: Principal): Promise<boolean> => {
+  /** True when the answer is in the cache: at once when the store answers in this thread (the embedded file), else a promise. */
+  readonly find = (model: CatalogModel, principal: Principal): boolean | Promise<boolean> => {
     this.plan = this.planFor(model, principal);
     if (!this.cache || !this.plan?.control.read) return false;
-    this.found = await this.cache.get(this.plan.key);
+    const found = this.cache.get(this.plan.key);
+    if (!(found instanceof Promise)) return this.settle(found);
+    return found.then(this.settle);
+  };
+
+  private readonly settle = (found: Found): boolean => {
+    this.found = found;
     return this.hit !== undefined;
   };
 

@@ -1,6 +1,5 @@
 import { GatewayError } from "../errors.js";
-import type { AdmissionTerms } from "./admission.js";
-import type { Principal } from "./auth.js";
+import type { AdmissionTerms, CacheFind } from "./admission.js";
 import type { CoreCall } from "./call.js";
 import type { CatalogModel } from "./catalog.js";
 
@@ -125,13 +124,15 @@ export function estimateEmbedTokens(request: EmbedRequest): number {
   return tokens;
 }
 
+const NO_TOKENS = Object.freeze({ promptTokens: 0, completionTokens: 0 });
+
 /**
  * Admission's terms for an embeddings call: validation, the model's checks,
  * and a reservation of the input tokens (embeddings produce none). The
  * validated request is kept for the flow that follows admission.
  */
 export function embedTerms(
-  call: Pick<EmbedCall, "model" | "body">, cached?: (model: CatalogModel, principal: Principal) => Promise<boolean>,
+  call: Pick<EmbedCall, "model" | "body">, cached?: CacheFind,
 ): { terms: AdmissionTerms; request(): EmbedRequest } {
   let request: EmbedRequest | undefined;
   const parsed = () => request ?? (request = parseEmbed(call.model, call.body));
@@ -146,7 +147,9 @@ export function embedTerms(
         checkEmbedFor(parsed(), model);
         const estimate = () => ({ promptTokens: estimateEmbedTokens(parsed()), completionTokens: 0 });
         if (!cached) return estimate();
-        return cached(model, principal).then((hit) => (hit ? { promptTokens: 0, completionTokens: 0 } : estimate()));
+        const hit = cached(model, principal);
+        if (typeof hit === "boolean") return hit ? NO_TOKENS : estimate();
+        return hit.then((h) => (h ? NO_TOKENS : estimate()));
       },
     },
     request: parsed,

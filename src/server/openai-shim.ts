@@ -10,7 +10,8 @@ import type { Logger } from "../log.js";
 import { logFailure } from "./failure-log.js";
 import { embeddings } from "./openai-embeddings.js";
 import type { AuthGate } from "./auth-gate.js";
-import { readJsonBody, sendError, sendJson, stopUnreadBody, type BodyLimits, type Req, type Res } from "./http-io.js";
+import { jsonText } from "../core/json-text.js";
+import { readJsonBody, sendError, sendJson, sendJsonText, stopUnreadBody, type BodyLimits, type Req, type Res } from "./http-io.js";
 import { recordRevokedChat } from "./revoked-chats.js";
 import { createResponsesDoor, responsesRoute } from "./responses-door.js";
 import type { ResponseStore } from "../storage/responses.js";
@@ -157,7 +158,8 @@ async function chatCompletions({ gateway, options, log }: Door, req: Req, res: R
 
   if (!stream) {
     const { completion, outcome, rateLimit } = await gateway.complete(call);
-    sendJson(res, 200, completion, {
+    // The text the cache stored, when it stored this answer (core/json-text.ts): not serialised twice.
+    sendJsonText(res, 200, jsonText(completion), {
       ...rateLimitHeaders(rateLimit), "x-gatewayz-provider": outcome.provider, "x-gatewayz-model": outcome.upstreamModel,
       "x-gatewayz-attempts": String(outcome.attempts), ...cacheHeader(outcome.cache),
     });

@@ -282,4 +282,27 @@ describe("memory front", () => {
     expect(store.closed).toBe(true);
     expect(front.memoryStats().entries).toBe(0);
   });
+
+  it("getNow: memory, else a store that answers in this thread (it fills memory); none for a store that cannot", async () => {
+    const clock = { now: 1_000 };
+    const entries = new Map<string, { value: Uint8Array; expires: number }>();
+    let reads = 0;
+    const syncStore = Object.assign(new TtlMapStore(clock), {
+      readNow(key: string) {
+        reads++;
+        const e = entries.get(key);
+        return e && e.expires > clock.now ? { value: e.value, ttlMs: e.expires - clock.now } : undefined;
+      },
+    });
+    const front = createMemoryFront(syncStore, { maxBytes: 10_000, now: () => clock.now });
+    entries.set("k", { value: bytes(3), expires: clock.now + 5_000 });
+    expect(front.getNow!("k")).toEqual(bytes(3));
+    expect(front.getNow!("k")).toEqual(bytes(3));
+    expect(reads).toBe(1); // the second from memory
+    expect(front.getNow!("absent")).toBeUndefined();
+    clock.now += 5_001; // memory keeps it no longer than the store had it
+    entries.delete("k");
+    expect(front.getNow!("k")).toBeUndefined();
+    expect(setup().front.getNow).toBeUndefined();
+  });
 });

@@ -188,6 +188,22 @@ describe("group commit", () => {
     expect(await store.getWithTtl("absent")).toBeUndefined();
   });
 
+  it("readNow answers as getWithTtl does, without a promise: queued, committed, expired, absent, closed", async () => {
+    const store = open({ commitMs: 60_000 });
+    const set = store.set("k", bytes("v"), 5000);
+    expect(store.readNow("k")).toEqual({ value: Buffer.from("v"), ttlMs: 5000 }); // still queued
+    await store.close();
+    await set;
+    const reopened = open();
+    clock += 1500;
+    expect(reopened.readNow("k")).toEqual({ value: Buffer.from("v"), ttlMs: 3500 });
+    expect(reopened.readNow("absent")).toBeUndefined();
+    clock += 3500;
+    expect(reopened.readNow("k")).toBeUndefined();
+    await reopened.close();
+    expect(() => reopened.readNow("k")).toThrow(/closed/);
+  });
+
   it("a transaction that fails rejects every set and delete in it, and writes none of them", async () => {
     const store = open();
     await store.set("kept", bytes("v"), 60_000);
