@@ -32,6 +32,7 @@ import { createKeyStore } from "./storage/keys.js";
 import { createLimitStore } from "./storage/limits.js";
 import { createResponseStore, sweepResponses } from "./storage/responses.js";
 import { openAnswerCache } from "./cache/answer-cache.js";
+import { createRedisQuota } from "./redis/redis-quota.js";
 import { createUsageStore, type UsageStore } from "./storage/usage.js";
 import { createWriteCheck } from "./storage/write-check.js";
 
@@ -106,12 +107,18 @@ export async function startApp(config: Config, baseLog: Logger, options: AppOpti
   }) : undefined;
   const observer: Observer = metrics?.observer ?? NO_OBSERVER;
   const metricsRoute = metrics && createMetricsRoute(options.metrics?.(metrics) ?? metrics, log);
+  // REDIS_URL: limits, concurrency and budgets shared with every replica (src/redis/); else this process's, or the --workers primary's.
+  const sharedQuota = config.shared.redisUrl ? createRedisQuota(policy, {
+    url: config.shared.redisUrl, timeoutMs: config.shared.timeoutMs, leaseMs: config.shared.leaseMs, failMode: config.shared.failMode,
+    spent: (scope, subject, since) => usage.spent(scope, subject, since), log,
+  }) : undefined;
+  const quota: Quota = sharedQuota ?? options.quota?.(policy) ?? localQuota(createLimiter(policy), createBudgets(policy, usage));
   // The response cache (src/cache/): the embedded SQLite file, or Redis with REDIS_URL; none with CACHE=off.
   const cache = config.cache.enabled ? openAnswerCache(config.cache, log) : undefined;
   const gateway = createGateway({
     catalog, prices, providers, log, auth, observer, cache,
     usage: config.recordUsage ? usage : withoutRecording(usage),
-    quota: options.quota?.(policy) ?? localQuota(createLimiter(policy), createBudgets(policy, usage)),
+    quota,
     failover: { breakers, budgetMs: config.failover.budgetMs, retryAfterCapMs: config.failover.retryAfterCapMs, log },
   });
   const accounts = createAccounts(keys, limitStore, usage);
@@ -142,6 +149,7 @@ export async function startApp(config: Config, baseLog: Logger, options: AppOpti
     stopReadiness();
     stopSweeping();
     await cache?.close();
+    await sharedQuota?.close();
     db.close();
     await tracer.shutdown();
     throw err;
@@ -198,6 +206,7 @@ export async function startApp(config: Config, baseLog: Logger, options: AppOpti
     stopReadiness();
     stopSweeping();
     await cache?.close().catch((err: unknown) => log.warn(`cache: could not close: ${err instanceof Error ? err.message : String(err)}`));
+    await sharedQuota?.close().catch((err: unknown) => log.warn(`limits: could not close Redis: ${err instanceof Error ? err.message : String(err)}`));
     usage.close();
     db.close();
     // The spans of the last requests, ended during the drain.

@@ -1,4 +1,5 @@
 import { cacheConfig, type CacheConfig } from "./cache/cache-config.js";
+import { sharedStateConfig, type SharedStateConfig } from "./redis/shared-config.js";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { definedOnly, flag, headers, integer, list, onOff, positive, readEnvFile, type Env } from "./config-values.js";
@@ -115,6 +116,8 @@ export interface Config {
   readonly responsesTtlDays: number;
   /** The response cache: CACHE, CACHE_TTL_S, CACHE_SCOPE, CACHE_MAX_BYTES, CACHE_MAX_ENTRY_BYTES, CACHE_PATH, REDIS_URL, REDIS_TIMEOUT_MS. */
   readonly cache: CacheConfig;
+  /** What replicas share through Redis: REDIS_URL, REDIS_TIMEOUT_MS, LIMITS_FAIL_MODE, LIMITS_LEASE_MS. */
+  readonly shared: SharedStateConfig;
   readonly server: ServerLimits;
 }
 
@@ -170,6 +173,7 @@ export function loadConfig(env: Env = process.env): Config {
     usageBufferRows: integer(merged, "USAGE_BUFFER_ROWS", 10_000),
     responsesTtlDays: responsesTtlDays(merged),
     cache: cacheConfig(merged, databasePath),
+    shared: sharedStateConfig(merged),
     server: serverLimits(merged),
   });
 }

@@ -79,3 +79,13 @@ describe("server bounds", () => {
     expect(() => loadConfig({ ...NO_FILE, SEND_TIMEOUT_MS: "soon" })).toThrow("SEND_TIMEOUT_MS must be a non-negative integer, got soon");
   });
 });
+
+describe("the state replicas share through Redis", () => {
+  it("is off without REDIS_URL, closed with a 30 s lease by default, and refuses bad settings", () => {
+    expect(loadConfig({ ...NO_FILE }).shared).toMatchObject({ redisUrl: undefined, failMode: "closed", leaseMs: 30_000 });
+    expect(loadConfig({ ...NO_FILE, REDIS_URL: "redis://127.0.0.1:6379", LIMITS_FAIL_MODE: "open", LIMITS_LEASE_MS: "5000", REDIS_TIMEOUT_MS: "80" }).shared)
+      .toEqual({ redisUrl: "redis://127.0.0.1:6379", failMode: "open", leaseMs: 5000, timeoutMs: 80 });
+    expect(() => loadConfig({ ...NO_FILE, LIMITS_FAIL_MODE: "ajar" })).toThrow("LIMITS_FAIL_MODE must be closed or open, got ajar");
+    expect(() => loadConfig({ ...NO_FILE, LIMITS_LEASE_MS: "10" })).toThrow("LIMITS_LEASE_MS must be at least 100, got 10");
+  });
+});

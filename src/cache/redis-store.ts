@@ -1,7 +1,9 @@
 import { deflateRawSync, inflateRawSync } from "node:zlib";
 import type { ConnectionOptions } from "node:tls";
-import { Redis } from "ioredis";
 import type { Logger } from "../log.js";
+import { openRedis } from "../redis/connection.js";
+
+export { redactRedisUrl } from "../redis/connection.js";
 import type { CacheStats, TtlAwareStore } from "./store.js";
 
 /**
@@ -57,39 +59,13 @@ export function createRedisCacheStore(options: RedisStoreOptions): RedisCacheSto
   const prefix = options.keyPrefix ?? DEFAULT_REDIS_KEY_PREFIX;
   const compressAbove = options.compressAboveBytes ?? DEFAULT_COMPRESS_ABOVE_BYTES;
   const log = options.log;
-  const where = redactRedisUrl(options.url);
-  const client = new Redis(options.url, {
-    commandTimeout: timeoutMs,
-    connectTimeout: options.connectTimeoutMs ?? 2000,
-    enableOfflineQueue: false,
-    // A hung Redis keeps the socket open while timed-out commands pile up: drop the socket
-    // after this long without a byte back, and reconnect.
-    socketTimeout: Math.max(1000, timeoutMs * 20),
-    // A command in flight when the connection drops fails at once, never resent later.
-    maxRetriesPerRequest: 0,
-    autoResendUnfulfilledCommands: false,
-    // Quick at first, then every 1 s: the cache comes back about a second after Redis does.
-    retryStrategy: (attempt) => Math.min(50 * 2 ** attempt, 1000),
-    connectionName: "gatewayz-cache",
-    ...(options.tls && /^rediss:/i.test(options.url) ? { tls: options.tls } : {}),
+  const connection = openRedis({
+    url: options.url, timeoutMs, name: "gatewayz-cache", log,
+    ...(options.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: options.connectTimeoutMs }),
+    ...(options.tls ? { tls: options.tls } : {}),
+    what: { feature: "cache", whileDown: "serving misses until it is back", whenBack: "cache serving again" },
   });
-
-  // One warning when the connection is lost, one line when it is back, not one per retry.
-  // A killed Redis closes the socket with no "error" (errors come with the reconnect attempts), hence "close" too.
-  let healthy = true;
-  let closing = false;
-  const down = (reason: string) => {
-    if (!healthy || closing) return;
-    healthy = false;
-    log?.warn(`cache: Redis at ${where} unavailable, serving misses until it is back: ${redact(reason, options.url)}`);
-  };
-  client.on("error", (err: Error) => down(err.message));
-  client.on("close", () => down("connection closed"));
-  client.on("ready", () => {
-    if (healthy) return;
-    healthy = true;
-    log?.info(`cache: Redis at ${where} reconnected, cache serving again`);
-  });
+  const { client } = connection;
 
   const getWithTtl = async (key: string): Promise<{ value: Uint8Array; ttlMs: number } | undefined> => {
     // One round trip: GET and PTTL pipelined (a PTTL of -2 means it expired in between: nothing to keep).
@@ -117,21 +93,8 @@ export function createRedisCacheStore(options: RedisStoreOptions): RedisCacheSto
     stats(): CacheStats | undefined {
       return undefined; // counting one prefix's keys and bytes would take a SCAN of the whole Redis
     },
-    async close() {
-      closing = true;
-      // QUIT lets Redis finish what it was sent; if it does not answer in time, drop the socket.
-      const quit = client.status === "ready" ? client.quit().then(() => true, () => false) : Promise.resolve(false);
-      const clean = await Promise.race([quit, sleep(timeoutMs * 4).then(() => false)]);
-      if (!clean) client.disconnect();
-    },
-    ready(ms) {
-      if (client.status === "ready") return Promise.resolve(true);
-      return new Promise((resolve) => {
-        const onReady = () => { clearTimeout(timer); resolve(true); };
-        const timer = setTimeout(() => { client.off("ready", onReady); resolve(false); }, ms);
-        client.once("ready", onReady);
-      });
-    },
+    close: () => connection.close(),
+    ready: (ms) => connection.ready(ms),
   };
 }
 
@@ -151,25 +114,4 @@ export function decode(stored: Buffer): Uint8Array | undefined {
   } catch {
     return undefined;
   }
-}
-
-/** The URL with its password replaced by ***, for logs and errors. */
-export function redactRedisUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = "***";
-    return u.toString();
-  } catch {
-    return "(unparsable REDIS_URL)";
-  }
-}
-
-function redact(message: string, url: string): string {
-  let password = "";
-  try { password = decodeURIComponent(new URL(url).password); } catch { /* nothing to hide */ }
-  return password ? message.split(password).join("***") : message;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }

@@ -34,11 +34,11 @@ export function createBudgets(policy: Policy, usage: UsageStore, now: () => numb
   const accounts = new Map<string, Account>();
 
   const account = (scope: "key" | "user", id: string, budget: BudgetRow, t: number): Account => {
-    const periodStart = budget.period === "month" ? monthStart(t) : 0;
+    const start = periodStart(budget, t);
     const key = `${scope}:${id}`;
     let a = accounts.get(key);
-    if (!a || a.periodStart !== periodStart) {
-      a = { periodStart, spent: usage.spent(scope, id, periodStart), reserved: 0n };
+    if (!a || a.periodStart !== start) {
+      a = { periodStart: start, spent: usage.spent(scope, id, start), reserved: 0n };
       accounts.set(key, a);
     }
     return a;
@@ -57,12 +57,7 @@ export function createBudgets(policy: Policy, usage: UsageStore, now: () => numb
         const budget = policy.budgetFor(scope, id);
         if (!budget) continue;
         const a = account(scope, id, budget, t);
-        if (a.spent + a.reserved >= budget.limitPico) {
-          const period = budget.period === "month" ? " this month" : "";
-          // Used up for its period (or for good): no retry can succeed before an admin raises it.
-          throw new GatewayError("insufficient_quota",
-            `the ${scope}'s budget of $${formatUsd(budget.limitPico)}${period} is used up ($${formatUsd(a.spent)} spent)`, { headers: NO_RETRY, refusal: { dimension: "budget", scope } });
-        }
+        if (a.spent + a.reserved >= budget.limitPico) throw budgetUsedUp(scope, budget, a.spent);
         held.push(a);
       }
       if (!held.length) return NO_HOLD;
@@ -80,6 +75,19 @@ export function createBudgets(policy: Policy, usage: UsageStore, now: () => numb
       };
     },
   };
+}
+
+/** The refusal of a request whose key's or user's budget is used up for its period. */
+export function budgetUsedUp(scope: "key" | "user", budget: BudgetRow, spent: bigint): GatewayError {
+  const period = budget.period === "month" ? " this month" : "";
+  // Used up for its period (or for good): no retry can succeed before an admin raises it.
+  return new GatewayError("insufficient_quota",
+    `the ${scope}'s budget of $${formatUsd(budget.limitPico)}${period} is used up ($${formatUsd(spent)} spent)`, { headers: NO_RETRY, refusal: { dimension: "budget", scope } });
+}
+
+/** Where a budget's period began: the UTC month's first instant, or 0 for a total budget. */
+export function periodStart(budget: BudgetRow, t: number): number {
+  return budget.period === "month" ? monthStart(t) : 0;
 }
 
 function monthStart(t: number): number {

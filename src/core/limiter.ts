@@ -4,9 +4,9 @@ import { GatewayError } from "../errors.js";
 import type { LimitScope } from "../storage/limits.js";
 import type { Policy } from "./policy.js";
 
-type WindowDim = "rpm" | "tpm" | "rpd";
-const WINDOW_MS: Record<WindowDim, number> = { rpm: 60_000, tpm: 60_000, rpd: 86_400_000 };
-const CONCURRENCY_RETRY_MS = 1_000;
+export type WindowDim = "rpm" | "tpm" | "rpd";
+export const WINDOW_MS: Readonly<Record<WindowDim, number>> = { rpm: 60_000, tpm: 60_000, rpd: 86_400_000 };
+export const CONCURRENCY_RETRY_MS = 1_000;
 
 /** Who a request counts against. */
 export interface Subject {
@@ -32,7 +32,8 @@ export interface Limiter {
 }
 
 interface Counter { windowStart: number; used: number }
-interface Check { scope: LimitScope; subjectId: string; dim: WindowDim | "concurrent"; limit: number; used: number; cost: number; resetMs: number; counter?: Counter }
+/** One limit a request is checked against: what it would use of it, and what is used already. */
+export interface Check { scope: LimitScope; subjectId: string; dim: WindowDim | "concurrent"; limit: number; used: number; cost: number; resetMs: number; counter?: Counter }
 
 /**
  * Requests per minute and per day, tokens per minute and concurrent requests,
@@ -111,7 +112,7 @@ export function createLimiter(policy: Policy, now: () => number = Date.now): Lim
 }
 
 /** The tightest request limit and token limit, counting this request if it was admitted. */
-function snapshot(checks: Check[], admitted: boolean): RateLimitSnapshot {
+export function snapshot(checks: readonly Check[], admitted: boolean): RateLimitSnapshot {
   const out: RateLimitSnapshot = {};
   for (const c of checks) {
     if (c.dim === "concurrent") continue;
@@ -127,7 +128,8 @@ const DIM_TEXT: Record<Check["dim"], string> = {
   rpm: "requests per minute", rpd: "requests per day", tpm: "tokens per minute", concurrent: "concurrent requests",
 };
 
-function rateLimited(over: Check[], snap: RateLimitSnapshot): GatewayError {
+/** The refusal of a request over `over` (the 429 every door maps), with its Retry-After and QuotaFailure. */
+export function rateLimited(over: readonly Check[], snap: RateLimitSnapshot): GatewayError {
   const quota = { desc: QuotaFailureSchema, value: create(QuotaFailureSchema, {
     violations: over.map((c) => ({ subject: c.scope === "system" ? "system" : `${c.scope}:${c.subjectId}`, description: `${c.limit} ${DIM_TEXT[c.dim]}` })),
   }) };

@@ -1,0 +1,250 @@
+import { randomBytes } from "node:crypto";
+import type { ConnectionOptions } from "node:tls";
+import type { Redis } from "ioredis";
+import { budgetUsedUp, periodStart } from "../core/budgets.js";
+import { CONCURRENCY_RETRY_MS, WINDOW_MS, rateLimited, snapshot, type Check, type Subject, type WindowDim } from "../core/limiter.js";
+import type { Policy } from "../core/policy.js";
+import { quotaApplies, type Quota, type QuotaTicket } from "../core/quota.js";
+import { GatewayError } from "../errors.js";
+import type { Logger } from "../log.js";
+import type { BudgetRow, LimitScope } from "../storage/limits.js";
+import { openRedis, redactPassword } from "./connection.js";
+import { RENEW, SETTLE, TAKE } from "./quota-scripts.js";
+
+/** What LIMITS_FAIL_MODE says a request meets while Redis cannot be asked: refused (503), or let through uncounted. */
+export type LimitsFailMode = "closed" | "open";
+
+export interface RedisQuotaOptions {
+  /** REDIS_URL. */
+  readonly url: string;
+  /** REDIS_TIMEOUT_MS: a take not answered within it is Redis unavailable (LIMITS_FAIL_MODE). */
+  readonly timeoutMs: number;
+  /**
+   * LIMITS_LEASE_MS: how long a concurrency slot or budget reservation is
+   * held without its replica renewing it; what a replica that dies holds is
+   * given back this long after (renewed every third of it while held).
+   */
+  readonly leaseMs: number;
+  readonly failMode: LimitsFailMode;
+  /** What a key or user spent since `since` (ms): the usage rows, read once per period by the first replica that needs it. */
+  spent(scope: "key" | "user", subject: string, since: number): bigint;
+  readonly log: Pick<Logger, "warn" | "info">;
+  readonly keyPrefix?: string;
+  readonly tls?: ConnectionOptions;
+}
+
+export interface RedisQuota extends Quota {
+  /** Resolves true once connected, false after `ms` without. */
+  ready(ms: number): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+const NO_TICKET: QuotaTicket = { snapshot: {}, settle() {} };
+/** How long a period's loaded spending is trusted before it is read from the usage rows again (what a lost settle can skew). */
+const SPENT_TTL_MS = 10 * 60_000;
+/** A failing Redis is reported at most this often (an outage would otherwise warn per request). */
+const WARN_EVERY_MS = 10_000;
+
+interface WindowSpec { k: number; ms: number; limit: number; cost: number }
+interface BudgetSpec { k: number; limit: string; ttl: number; init?: string }
+interface Plan {
+  keys: string[];
+  spec: { w: WindowSpec[]; c: Array<{ k: number; limit: number }>; b: BudgetSpec[]; ticket: string; lease: number; est: string };
+  /** What each window and slot spec is, for the refusal's words and the headers. */
+  windows: Array<{ scope: LimitScope; id: string; dim: WindowDim }>;
+  slots: Array<{ scope: LimitScope; id: string }>;
+  budgets: Array<{ scope: "key" | "user"; id: string; budget: BudgetRow; since: number }>;
+}
+type Reply =
+  | { load: number }
+  | { over: string[]; w: Array<[number, number, number]>; c: number[]; b: Array<[string, string]>; now: number }
+  | { ok: 1; w: Array<[number, number, number]>; c: number[]; now: number };
+
+type ScriptClient = Redis & Record<"gzTake" | "gzSettle" | "gzRenew", (keys: number, ...args: string[]) => Promise<unknown>>;
+
+/**
+ * The rate limits, concurrency and budgets shared by every replica through
+ * Redis (REDIS_URL): the third Quota beside the in-process one and the
+ * --workers primary's. One script call a request (quota-scripts.ts) checks
+ * and takes every limit of every scope at once, on Redis's clock; the
+ * ticket's settle is a second, not awaited. A subject with no limit and no
+ * budget never reaches Redis.
+ *
+ * Redis unavailable, or slower than REDIS_TIMEOUT_MS: LIMITS_FAIL_MODE
+ * closed (the default) refuses with 503 limiter_unavailable, open lets the
+ * request through uncounted; either way it recovers by itself when Redis is
+ * back. A take that timed out may still have been applied: its slots are
+ * released by ticket at once (best effort) and by their lease in any case.
+ */
+export function createRedisQuota(policy: Policy, options: RedisQuotaOptions): RedisQuota {
+  const prefix = options.keyPrefix ?? "gatewayz:quota:";
+  const { leaseMs, log } = options;
+  const connection = openRedis({
+    url: options.url, timeoutMs: options.timeoutMs, name: "gatewayz-limits", log, ...(options.tls ? { tls: options.tls } : {}),
+    what: {
+      feature: "limits",
+      whileDown: options.failMode === "closed" ? "refusing limited requests (LIMITS_FAIL_MODE=closed) until it is back" : "letting requests through uncounted (LIMITS_FAIL_MODE=open) until it is back",
+      whenBack: "shared limits counting again",
+    },
+  });
+  const client = connection.client as ScriptClient;
+  client.defineCommand("gzTake", { lua: TAKE });
+  client.defineCommand("gzSettle", { lua: SETTLE });
+  client.defineCommand("gzRenew", { lua: RENEW });
+
+  const replica = randomBytes(6).toString("hex");
+  let nextTicket = 1;
+  /** Tickets with slots or reservations, by id: their keys (KEYS of RENEW) while they are held. */
+  const held = new Map<string, { leased: string[]; kept: string[] }>();
+  let lastWarned = 0;
+  const warn = (what: string, err: unknown) => {
+    const now = Date.now();
+    if (now - lastWarned < WARN_EVERY_MS) return;
+    lastWarned = now;
+    log.warn(`limits: ${what}: ${redactPassword(err instanceof Error ? err.message : String(err), options.url)}`);
+  };
+
+  const plan = (subject: Subject, tokens: number, estimatePico: bigint): Plan => {
+    const p: Plan = {
+      keys: [], windows: [], slots: [], budgets: [],
+      spec: { w: [], c: [], b: [], ticket: `${replica}:${nextTicket++}`, lease: leaseMs, est: String(estimatePico) },
+    };
+    const key = (name: string) => p.keys.push(prefix + name);
+    const t = Date.now();
+    for (const [scope, id] of [["key", subject.keyId], ["user", subject.userId], ["system", ""]] as const) {
+      const limits = policy.limitsFor(scope, id);
+      for (const dim of ["rpm", "rpd", "tpm"] as const) {
+        if (limits[dim] <= 0) continue;
+        p.spec.w.push({ k: key(`w:${scope}:${id}:${dim}`), ms: WINDOW_MS[dim], limit: limits[dim], cost: dim === "tpm" ? tokens : 1 });
+        p.windows.push({ scope, id, dim });
+      }
+      if (limits.concurrent > 0) {
+        p.spec.c.push({ k: key(`c:${scope}:${id}`), limit: limits.concurrent });
+        p.slots.push({ scope, id });
+      }
+      if (scope === "system") continue;
+      const budget = policy.budgetFor(scope, id);
+      if (!budget) continue;
+      // The period by this replica's clock: a skew of seconds only matters at a month's first instant.
+      const since = periodStart(budget, t);
+      const base = `b:${scope}:${id}:${budget.period}:${since}`;
+      const k = key(`${base}:spent`);
+      for (const part of ["reserved", "leases", "amounts"]) key(`${base}:${part}`);
+      p.spec.b.push({ k, limit: String(budget.limitPico), ttl: SPENT_TTL_MS });
+      p.budgets.push({ scope, id, budget, since });
+    }
+    return p;
+  };
+
+  const checksOf = (p: Plan, windows: Array<[number, number, number]>, slots: number[]): Check[] => [
+    ...p.windows.map((w, i): Check => ({
+      scope: w.scope, subjectId: w.id, dim: w.dim, limit: p.spec.w[i]!.limit, used: windows[i]![0], cost: p.spec.w[i]!.cost, resetMs: windows[i]![1],
+    })),
+    ...p.slots.map((s, i): Check => ({
+      scope: s.scope, subjectId: s.id, dim: "concurrent", limit: p.spec.c[i]!.limit, used: slots[i]!, cost: 1, resetMs: CONCURRENCY_RETRY_MS,
+    })),
+  ];
+
+  const call = async (p: Plan): Promise<Reply> => {
+    for (;;) {
+      const reply = JSON.parse(String(await client.gzTake(p.keys.length, ...p.keys, JSON.stringify(p.spec)))) as Reply;
+      if (!("load" in reply)) return reply;
+      // The period's spending is not in Redis yet: the usage rows have it (every budget of the plan, at once).
+      for (const [i, b] of p.budgets.entries()) p.spec.b[i]!.init ??= String(options.spent(b.scope, b.id, b.since));
+    }
+  };
+
+  /** Settles the ticket: what it used replaces what it reserved (SETTLE). */
+  const settle = (p: Plan, starts: number[], tokens: number, used: number, costPico: bigint) => {
+    held.delete(p.spec.ticket);
+    const keys: string[] = [];
+    const key = (name: string) => keys.push(name);
+    const w = p.windows.flatMap((win, i) => (win.dim === "tpm" && starts[i] !== undefined ? [{ k: key(`${p.keys[p.spec.w[i]!.k - 1]}:${starts[i]}`), delta: used - tokens }] : []));
+    const c = p.spec.c.map((s) => key(p.keys[s.k - 1]!));
+    const b = p.spec.b.map((s) => {
+      const k = key(p.keys[s.k - 1]!);
+      for (let j = 1; j <= 3; j++) key(p.keys[s.k - 1 + j]!);
+      return k;
+    });
+    const spec = JSON.stringify({ w, c, b, ticket: p.spec.ticket, cost: String(costPico) });
+    client.gzSettle(keys.length, ...keys, spec).catch((err: unknown) => warn("a settle failed (its slots go back when their lease ends)", err));
+  };
+
+  const renewer = setInterval(() => {
+    if (!held.size || !connection.healthy) return;
+    const keys: string[] = [];
+    const index = new Map<string, number>();
+    const k = (name: string) => index.get(name) ?? (keys.push(name), index.set(name, keys.length), keys.length);
+    const h: Array<{ k: number; ticket: string }> = [];
+    const e = new Set<number>();
+    for (const [ticket, { leased, kept }] of held) {
+      for (const name of leased) h.push({ k: k(name), ticket });
+      for (const name of kept) e.add(k(name));
+    }
+    client.gzRenew(keys.length, ...keys, JSON.stringify({ h, e: [...e], lease: leaseMs }))
+      .catch((err: unknown) => warn("renewing leases failed (retried)", err));
+  }, Math.max(10, Math.floor(leaseMs / 3)));
+  renewer.unref();
+
+  const unavailable = (p: Plan, err: unknown): QuotaTicket => {
+    // The take may have been applied before its answer was lost: give its slots and reservations back now.
+    if (p.spec.c.length || p.spec.b.length) settle(p, [], 0, 0, 0n);
+    warn(options.failMode === "closed" ? "Redis did not answer a take; refused" : "Redis did not answer a take; let through uncounted", err);
+    if (options.failMode === "open") return NO_TICKET;
+    throw new GatewayError("limiter_unavailable", "the shared rate limiter (Redis) is unavailable, so the request was refused", { cause: err });
+  };
+
+  return {
+    async take(subject, tokens, estimatePico) {
+      let p: Plan;
+      try {
+        if (!quotaApplies(policy, subject)) return NO_TICKET;
+        p = plan(subject, tokens, estimatePico);
+      } catch (err) {
+        throw new GatewayError("limiter_unavailable", "the rate limiter is unavailable, so the request was refused", { cause: err });
+      }
+      let reply: Reply;
+      try {
+        reply = await call(p);
+      } catch (err) {
+        return unavailable(p, err);
+      }
+      if ("load" in reply) throw new Error("unreachable");
+      const checks = checksOf(p, arrayOf(reply.w), arrayOf(reply.c));
+      if ("over" in reply) {
+        const over = arrayOf(reply.over);
+        // Rate limits first, then budgets: the order of the in-process quota.
+        const limits = over.filter((o) => o[0] !== "b").map((o) => checks[(o[0] === "w" ? 0 : p.windows.length) + Number(o.slice(1)) - 1]!);
+        if (limits.length) throw rateLimited(limits, snapshot(checks, false));
+        const i = Number(over[0]!.slice(1)) - 1;
+        const b = p.budgets[i]!;
+        throw budgetUsedUp(b.scope, b.budget, BigInt(arrayOf(reply.b)[i]![0]));
+      }
+      const starts = arrayOf(reply.w).map((w) => w[2]);
+      if (p.spec.c.length || p.spec.b.length) {
+        const leased = [...p.spec.c.map((s) => p.keys[s.k - 1]!), ...p.spec.b.map((s) => p.keys[s.k + 1]!)];
+        const kept = [...leased, ...p.spec.b.flatMap((s) => [p.keys[s.k]!, p.keys[s.k + 2]!])];
+        held.set(p.spec.ticket, { leased, kept });
+      }
+      let settled = false;
+      return {
+        snapshot: snapshot(checks, true),
+        settle(used, costPico) {
+          if (settled) return;
+          settled = true;
+          settle(p, starts, tokens, used, costPico);
+        },
+      };
+    },
+    ready: (ms) => connection.ready(ms),
+    async close() {
+      clearInterval(renewer);
+      await connection.close();
+    },
+  };
+}
+
+/** cjson writes an empty array as {}: read either as an array. */
+function arrayOf<T>(value: T[] | Record<string, never> | undefined): T[] {
+  return Array.isArray(value) ? value : [];
+}

@@ -1,0 +1,217 @@
+// Limits shared by replicas through Redis (REDIS_URL, src/redis/redis-quota.ts), end to end:
+// three gateway processes on one database and one real redis-server, requests spread over
+// them, and each limit exact across all three, as the single-process tests prove for one:
+// rpm, rpd, tpm, concurrency and budgets. Also: a SIGKILLed replica's slots come back when
+// their lease ends, Redis down refuses (LIMITS_FAIL_MODE=closed) or admits (open) and
+// recovers by itself, and a replica whose clock is ten minutes off still counts in the same
+// windows (Redis's clock).
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import modelsData from "../../src/data/models.json" with { type: "json" };
+import pricingData from "../../src/data/pricing.json" with { type: "json" };
+import { createCatalog, type CatalogRow, type RouteRows } from "../../src/core/catalog.js";
+import { createPriceBook, type PriceRow } from "../../src/core/pricing.js";
+import routesData from "../../src/data/routes.json" with { type: "json" };
+import { openDb } from "../../src/storage/db.js";
+import { createKeyStore, hashKey } from "../../src/storage/keys.js";
+import { createLimitStore, type LimitValues } from "../../src/storage/limits.js";
+import { startFakeUpstream, type FakeUpstream } from "../support/fake-upstream.js";
+import { bundleGateway, type GatewayBundle } from "../support/gateway-bundle.js";
+import { startGatewayChild, type GatewayChild } from "../support/gateway-child.js";
+import { startRedis, type TestRedis } from "../support/redis.js";
+
+const MODEL = "qwen-max";
+let bundle: GatewayBundle;
+let fake: FakeUpstream;
+const children: GatewayChild[] = [];
+
+beforeAll(async () => {
+  // Built once: three cold starts a test at ~0.2 s each, not tsx's ~2 s.
+  bundle = await bundleGateway();
+  fake = await startFakeUpstream();
+});
+afterAll(async () => {
+  await fake.close();
+  bundle.remove();
+});
+afterEach(() => {
+  for (const c of children.splice(0)) c.dispose();
+  fake.reset();
+});
+
+interface Replicas { urls: string[]; key: string; keyId: string; dbPath: string; all: GatewayChild[] }
+
+/** Three gateways on the first one's database and one Redis; `node` options go before the bundle (a skewed clock). */
+async function replicas(redis: TestRedis, env: Record<string, string> = {}, nodeOptions: string[][] = [[], [], []]): Promise<Replicas> {
+  const common = { REDIS_URL: redis.url, REDIS_TIMEOUT_MS: "500", ...env };
+  const first = await startGatewayChild(fake, { command: [process.execPath, ...nodeOptions[0]!, bundle.entry], env: common });
+  children.push(first);
+  const rest = await Promise.all(nodeOptions.slice(1).map(async (opts) => {
+    const c = await startGatewayChild(fake, { command: [process.execPath, ...opts, bundle.entry], env: { ...common, DATABASE_PATH: first.dbPath } });
+    children.push(c);
+    return c;
+  }));
+  const all = [first, ...rest];
+  const db = openDb(first.dbPath);
+  try {
+    const keyId = createKeyStore(db).findByHash(hashKey(first.key))!.id;
+    return { urls: all.map((c) => c.url), key: first.key, keyId, dbPath: first.dbPath, all };
+  } finally {
+    db.close();
+  }
+}
+
+/** Sets the key's limits (and budget) in the shared database, as the CLI would: every replica reads them on its next request. */
+function limit(r: Replicas, values: LimitValues, budgetPico?: bigint): void {
+  const db = openDb(r.dbPath);
+  try {
+    const store = createLimitStore(db);
+    store.setLimits("key", r.keyId, values);
+    if (budgetPico !== undefined) store.setBudget("key", r.keyId, { limitPico: budgetPico, period: "total" });
+  } finally {
+    db.close();
+  }
+}
+
+/** What the key's usage rows cost so far (each request's row is committed before its answer). */
+function spentSoFar(r: Replicas): bigint {
+  const db = openDb(r.dbPath);
+  try {
+    return (db.prepare("SELECT SUM(cost_pico) AS c FROM usage WHERE key_id = ?").safeIntegers(true).get(r.keyId) as { c: bigint }).c;
+  } finally {
+    db.close();
+  }
+}
+
+async function ask(url: string, key: string, extra: Record<string, unknown> = {}): Promise<{ status: number; code?: string }> {
+  const res = await fetch(`${url}/v1/chat/completions`, {
+    method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+    body: JSON.stringify({ model: MODEL, messages: [{ role: "user", content: "hi" }], ...extra }),
+  });
+  const body = await res.json() as { error?: { code?: string; type?: string } };
+  return { status: res.status, ...(body.error ? { code: body.error.code ?? body.error.type ?? "" } : {}) };
+}
+
+/** `count` requests at once, spread round-robin over the replicas. */
+function burst(r: Replicas, count: number, extra: Record<string, unknown> = {}) {
+  return Promise.all(Array.from({ length: count }, (_, i) => ask(r.urls[i % r.urls.length]!, r.key, extra)));
+}
+
+const statuses = (results: Array<{ status: number }>) => results.map((x) => x.status).sort();
+const count = (results: Array<{ status: number }>, status: number) => results.filter((x) => x.status === status).length;
+
+describe("limits shared by three replicas through Redis", () => {
+  it("rpm and rpd: exactly N of M simultaneous requests pass, whichever replica they reach", async () => {
+    const redis = await startRedis();
+    const r = await replicas(redis);
+    limit(r, { rpm: 5 });
+    // Answers held back a moment, so all fifteen are in flight together.
+    fake.onModel(MODEL, { kind: "reply", firstByteDelayMs: 200 });
+    const first = await burst(r, 15);
+    expect(count(first, 200)).toBe(5);
+    expect(count(first, 429)).toBe(10);
+
+    limit(r, { rpm: 0, rpd: 7 });
+    const second = await burst(r, 12);
+    expect(count(second, 200)).toBe(7);
+    expect(statuses(second).filter((s) => s !== 200 && s !== 429)).toEqual([]);
+  }, 60_000);
+
+  it("tpm: reservations count across replicas, so exactly as many requests as fit pass", async () => {
+    const redis = await startRedis();
+    const r = await replicas(redis);
+    // "hi" reserves ceil((16 + 2) / 3) = 6 prompt tokens, plus max_tokens 1000: 1006 a request.
+    limit(r, { tpm: 3100 });
+    fake.onModel(MODEL, { kind: "reply", firstByteDelayMs: 200 });
+    const results = await burst(r, 9, { max_tokens: 1000 });
+    expect(count(results, 200)).toBe(3);
+    expect(count(results, 429)).toBe(6);
+  }, 60_000);
+
+  it("concurrency: exactly N at once across replicas, and the slots come back as requests end", async () => {
+    const redis = await startRedis();
+    const r = await replicas(redis);
+    limit(r, { concurrent: 4 });
+    fake.onModel(MODEL, { kind: "reply", firstByteDelayMs: 400 });
+    const first = await burst(r, 12);
+    expect(count(first, 200)).toBe(4);
+    expect(count(first, 429)).toBe(8);
+    // Every slot was given back when its request ended.
+    const second = await burst(r, 4);
+    expect(count(second, 200)).toBe(4);
+  }, 60_000);
+
+  it("budgets: reservations and spending are shared, so no replica overspends on what it alone saw", async () => {
+    const redis = await startRedis();
+    const r = await replicas(redis);
+    const catalog = createCatalog(modelsData.models as CatalogRow[], routesData.routes as RouteRows);
+    const prices = createPriceBook(pricingData.models as Record<string, PriceRow>, catalog.models);
+    const estimate = prices.picoOf(catalog.find(MODEL)!, { promptTokens: 6, completionTokens: 1000 });
+    // Room for three reservations in flight, not a fourth: refused once spent + reserved reaches the budget.
+    limit(r, {}, estimate * 5n / 2n);
+    fake.onModel(MODEL, { kind: "reply", firstByteDelayMs: 300, usage: { prompt_tokens: 6, completion_tokens: 1 } });
+    const results = await burst(r, 9, { max_tokens: 1000 });
+    expect(count(results, 200)).toBe(3);
+    expect(results.filter((x) => x.status === 429).every((x) => x.code === "insufficient_quota")).toBe(true);
+  }, 60_000);
+
+  it("spending settled on one replica stops the others once it reaches the budget", async () => {
+    const redis = await startRedis();
+    const r = await replicas(redis);
+    fake.onModel(MODEL, { kind: "reply" });
+    // Each replica asks once under a large budget: without sharing, each would now hold its own idea of what was spent.
+    limit(r, {}, 10n ** 12n);
+    for (const url of r.urls) expect((await ask(url, r.key)).status).toBe(200);
+    // Room for exactly one more answer's spending, which replica 0 makes.
+    limit(r, {}, spentSoFar(r) + 1n);
+    expect((await ask(r.urls[0]!, r.key)).status).toBe(200);
+    await expect.poll(async () => (await ask(r.urls[1]!, r.key)).code, { timeout: 5_000 }).toBe("insufficient_quota");
+    expect(await ask(r.urls[2]!, r.key)).toMatchObject({ status: 429, code: "insufficient_quota" });
+    expect(await ask(r.urls[0]!, r.key)).toMatchObject({ status: 429, code: "insufficient_quota" });
+  }, 60_000);
+
+  it("gives back a SIGKILLed replica's concurrency slots when their lease ends", async () => {
+    const redis = await startRedis();
+    const r = await replicas(redis, { LIMITS_LEASE_MS: "1500" });
+    limit(r, { concurrent: 2 });
+    // Two requests hold both slots on replica 0 (their upstream never answers), which then dies without giving them back.
+    fake.enqueue({ kind: "hang" }, { kind: "hang" });
+    const held = [ask(r.urls[0]!, r.key).catch(() => undefined), ask(r.urls[0]!, r.key).catch(() => undefined)];
+    await expect.poll(() => fake.requests.length, { timeout: 5_000 }).toBe(2);
+    expect((await ask(r.urls[1]!, r.key)).status).toBe(429);
+    const killedAt = Date.now();
+    r.all[0]!.kill();
+    await Promise.all(held);
+    expect((await ask(r.urls[1]!, r.key)).status).toBe(429); // still leased
+    await expect.poll(async () => (await ask(r.urls[2]!, r.key)).status, { timeout: 6_000, interval: 100 }).toBe(200);
+    // Back within the lease (1.5 s) and the poll's step, not at once and not never.
+    expect(Date.now() - killedAt).toBeLessThan(1500 + 2000);
+  }, 60_000);
+
+  it("Redis down: closed refuses with 503 limiter_unavailable, open admits; both recover when it is back", async () => {
+    const redis = await startRedis();
+    const closed = await replicas(redis, { REDIS_TIMEOUT_MS: "200" }, [[]]);
+    limit(closed, { rpm: 100 });
+    fake.onModel(MODEL, { kind: "reply" });
+    expect((await ask(closed.urls[0]!, closed.key)).status).toBe(200);
+    await redis.kill();
+    expect(await ask(closed.urls[0]!, closed.key)).toMatchObject({ status: 503, code: "limiter_unavailable" });
+
+    const open = await replicas(redis, { REDIS_TIMEOUT_MS: "200", LIMITS_FAIL_MODE: "open" }, [[]]);
+    limit(open, { rpm: 100 });
+    expect((await ask(open.urls[0]!, open.key)).status).toBe(200);
+
+    await redis.restart();
+    await expect.poll(async () => (await ask(closed.urls[0]!, closed.key)).status, { timeout: 10_000, interval: 200 }).toBe(200);
+    expect(closed.all[0]!.output()).toMatch(/limits: Redis at redis:\/\/127\.0\.0\.1:\d+\/? unavailable/);
+  }, 60_000);
+
+  it("a replica whose clock is ten minutes ahead counts in the same windows (Redis's clock)", async () => {
+    const redis = await startRedis();
+    const skew = ["--import", "data:text/javascript,const now = Date.now; Date.now = () => now() + 600000;"];
+    const r = await replicas(redis, {}, [[], skew, skew]);
+    limit(r, { rpm: 4 });
+    fake.onModel(MODEL, { kind: "reply", firstByteDelayMs: 200 });
+    const results = await burst(r, 12);
+    expect(count(results, 200)).toBe(4);
+  }, 60_000);
+});
