@@ -187,6 +187,20 @@ describe("limits shared by three replicas through Redis", () => {
     expect(Date.now() - killedAt).toBeLessThan(1500 + 2000);
   }, 60_000);
 
+  it("keeps a slot held past its lease while its request is alive (the replica renews it)", async () => {
+    const redis = await startRedis();
+    const r = await replicas(redis, { LIMITS_LEASE_MS: "600" }, [[], []]);
+    limit(r, { concurrent: 1 });
+    fake.enqueue({ kind: "reply", firstByteDelayMs: 2_500 });
+    const long = ask(r.urls[0]!, r.key);
+    await expect.poll(() => fake.requests.length, { timeout: 5_000 }).toBe(1);
+    // Four leases later, the slot is still the long request's.
+    await new Promise((done) => setTimeout(done, 1_500));
+    expect((await ask(r.urls[1]!, r.key)).status).toBe(429);
+    expect((await long).status).toBe(200);
+    expect((await ask(r.urls[1]!, r.key)).status).toBe(200);
+  }, 60_000);
+
   it("Redis down: closed refuses with 503 limiter_unavailable, open admits; both recover when it is back", async () => {
     const redis = await startRedis();
     const closed = await replicas(redis, { REDIS_TIMEOUT_MS: "200" }, [[]]);
