@@ -82,6 +82,16 @@ function spentSoFar(r: Replicas): bigint {
   }
 }
 
+function rowsByStatus(r: Replicas): Record<string, number> {
+  const db = openDb(r.dbPath);
+  try {
+    const rows = db.prepare("SELECT status, COUNT(*) AS n FROM usage WHERE key_id = ? GROUP BY status").all(r.keyId) as Array<{ status: string; n: number }>;
+    return Object.fromEntries(rows.map((x) => [x.status, x.n]));
+  } finally {
+    db.close();
+  }
+}
+
 async function ask(url: string, key: string, extra: Record<string, unknown> = {}): Promise<{ status: number; code?: string }> {
   const res = await fetch(`${url}/v1/chat/completions`, {
     method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
@@ -114,6 +124,8 @@ describe("limits shared by three replicas through Redis", () => {
     const second = await burst(r, 12);
     expect(count(second, 200)).toBe(7);
     expect(statuses(second).filter((s) => s !== 200 && s !== 429)).toEqual([]);
+    // One usage row a request, whichever replica served or refused it (each row is committed before its answer).
+    expect(rowsByStatus(r)).toEqual({ ok: 12, rejected: 15 });
   }, 60_000);
 
   it("tpm: reservations count across replicas, so exactly as many requests as fit pass", async () => {
