@@ -33,6 +33,7 @@ import { createLimitStore } from "./storage/limits.js";
 import { createResponseStore, sweepResponses } from "./storage/responses.js";
 import { openAnswerCache } from "./cache/answer-cache.js";
 import { createRedisQuota } from "./redis/redis-quota.js";
+import { createSharedBreakers } from "./redis/shared-breakers.js";
 import { createUsageStore, type UsageStore } from "./storage/usage.js";
 import { createWriteCheck } from "./storage/write-check.js";
 
@@ -94,7 +95,12 @@ export async function startApp(config: Config, baseLog: Logger, options: AppOpti
   const policy = createPolicy(limitStore, config.limits);
   const auth = createAuthenticator(keys, config.adminKey);
   const providers = createProviderSet(config.providers, config.failover, log);
-  const breakers = createBreakers(config.failover.breakerFailures, config.failover.breakerCooldownMs, log);
+  const ownBreakers = createBreakers(config.failover.breakerFailures, config.failover.breakerCooldownMs, log);
+  // REDIS_URL: an opening on any replica opens the circuit on every replica (src/redis/shared-breakers.ts).
+  const sharedBreakers = config.shared.redisUrl
+    ? createSharedBreakers(ownBreakers, { url: config.shared.redisUrl, timeoutMs: config.shared.timeoutMs, cooldownMs: config.failover.breakerCooldownMs, log })
+    : undefined;
+  const breakers: Breakers = sharedBreakers ?? ownBreakers;
   // Prometheus metrics unless METRICS=off (prom-client is not even loaded then); their
   // gauges read, at scrape time, state built below (requests in flight, the door's refusals).
   const metrics = config.metrics.enabled ? (await import("./observe/metrics.js")).createMetrics({
@@ -150,6 +156,7 @@ export async function startApp(config: Config, baseLog: Logger, options: AppOpti
     stopSweeping();
     await cache?.close();
     await sharedQuota?.close();
+    await sharedBreakers?.close();
     db.close();
     await tracer.shutdown();
     throw err;
@@ -207,6 +214,7 @@ export async function startApp(config: Config, baseLog: Logger, options: AppOpti
     stopSweeping();
     await cache?.close().catch((err: unknown) => log.warn(`cache: could not close: ${err instanceof Error ? err.message : String(err)}`));
     await sharedQuota?.close().catch((err: unknown) => log.warn(`limits: could not close Redis: ${err instanceof Error ? err.message : String(err)}`));
+    await sharedBreakers?.close().catch((err: unknown) => log.warn(`circuits: could not close Redis: ${err instanceof Error ? err.message : String(err)}`));
     usage.close();
     db.close();
     // The spans of the last requests, ended during the drain.
