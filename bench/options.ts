@@ -23,6 +23,10 @@ export interface Options {
   cache: boolean;
   /** Only that profile, into its own section of RESULTS.md. */
   onlyCache: boolean;
+  /** Run the replicated profile: limits local / in Redis / two replicas (bench/replicas-compare.ts). */
+  replicas: boolean;
+  /** Only that profile, into its own section of RESULTS.md. */
+  onlyReplicas: boolean;
   /** Also measure this tree's gateway against the one built from this git ref (bench/against.ts). */
   against?: string;
   /** Only that comparison: no direct runs, cold starts or other comparisons. */
@@ -34,7 +38,7 @@ export interface Options {
 export const USAGE = `usage: npm run bench -- [--quick] [--paths ${PATH_IDS.join(",")}] [--concurrency 1,16,64,256]
                           [--seconds S] [--rounds N] [--profiles zero,llm] [--cold-starts N]
                           [--workers N] [--no-recording] [--no-metrics] [--no-memory-cap]
-                          [--no-cache | --only-cache]
+                          [--no-cache | --only-cache] [--no-replicas | --only-replicas]
                           [--against REF [--only-against] [--against-label TEXT]]
 
   --quick         concurrency 1 and 256, 1 s per run: about two minutes
@@ -50,6 +54,8 @@ export const USAGE = `usage: npm run bench -- [--quick] [--paths ${PATH_IDS.join
   --no-memory-cap skip the run with V8's heap capped (--max-old-space-size=96), for peak RSS
   --no-cache      skip the response cache profile (cache off / miss / hit, zero profile, shim, c=64)
   --only-cache    that profile alone, into its own section of RESULTS.md (rounds default to 5)
+  --no-replicas   skip the replicated profile (limits local / in Redis at c=1 and 64, two replicas on one Redis)
+  --only-replicas that profile alone, into its own section of RESULTS.md (rounds default to 5)
   --against       also build REF (a commit, tag or branch) in a temporary git worktree and run the same
                   load through its gateway and this tree's, interleaved: zero at c=64 on every path, llm
                   at c=256 on the streaming ones (its own section of RESULTS.md)
@@ -86,6 +92,8 @@ export function parseOptions(argv: string[]): Options {
       "no-memory-cap": { type: "boolean" },
       "no-cache": { type: "boolean" },
       "only-cache": { type: "boolean" },
+      "no-replicas": { type: "boolean" },
+      "only-replicas": { type: "boolean" },
       against: { type: "string" },
       "only-against": { type: "boolean" },
       "against-label": { type: "string" },
@@ -102,13 +110,16 @@ export function parseOptions(argv: string[]): Options {
   // The comparison alone affords more rounds: its spread is what says whether a difference is real.
   const onlyCache = values["only-cache"] === true;
   if (onlyCache && (onlyAgainst || values["no-cache"])) throw new Error("--only-cache: not with --only-against or --no-cache");
-  const rounds = values.rounds ? positive(values.rounds, "rounds") : onlyAgainst || onlyCache ? 5 : 2;
+  const onlyReplicas = values["only-replicas"] === true;
+  if (onlyReplicas && (onlyAgainst || onlyCache || values["no-replicas"])) throw new Error("--only-replicas: not with --only-against, --only-cache or --no-replicas");
+  const alone = onlyAgainst || onlyCache || onlyReplicas;
+  const rounds = values.rounds ? positive(values.rounds, "rounds") : alone ? 5 : 2;
   if (rounds < 2) throw new Error("--rounds: at least 2 (direct and gateway are interleaved, at least twice)");
   return {
     quick,
     paths: values.paths ? list(values.paths, PATH_IDS, "paths") : [...PATH_IDS],
     concurrency: values.concurrency ? values.concurrency.split(",").map((c) => positive(c, "concurrency")) : quick ? [1, 256] : [1, 16, 64, 256],
-    seconds: values.seconds ? positive(values.seconds, "seconds", false) : onlyAgainst || onlyCache ? 3 : quick ? 1 : 2.5,
+    seconds: values.seconds ? positive(values.seconds, "seconds", false) : alone ? 3 : quick ? 1 : 2.5,
     rounds,
     profiles: values.profiles ? list(values.profiles, ["zero", "llm"] as const, "profiles") : ["zero", "llm"],
     coldStarts: values["cold-starts"] ? positive(values["cold-starts"], "cold-starts") : 3,
@@ -118,6 +129,8 @@ export function parseOptions(argv: string[]): Options {
     memoryCap: values["no-memory-cap"] !== true,
     cache: values["no-cache"] !== true,
     onlyCache,
+    replicas: values["no-replicas"] !== true,
+    onlyReplicas,
     ...(values.against ? { against: values.against } : {}),
     onlyAgainst,
     againstLabel: values["against-label"] ?? "Cost",

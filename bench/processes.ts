@@ -34,7 +34,8 @@ export function installCleanup(): void {
   process.on("unhandledRejection", die);
 }
 
-function track<T extends ChildProcess>(child: T): T {
+/** Registers a child to be killed when the benchmark exits, however it exits. */
+export function track<T extends ChildProcess>(child: T): T {
   children.add(child);
   child.once("exit", () => children.delete(child));
   return child;

@@ -374,7 +374,7 @@ ${extra}
 
 /** Writes RESULTS.md (keeping the --against section of the file it replaces, unless `doc` has one) and the JSON. */
 /** The sections other kinds of run write (--against, --only-cache): carried over when this run did not measure them. */
-const KEPT_SECTIONS = [AGAINST_SECTION, "cache"];
+const KEPT_SECTIONS = [AGAINST_SECTION, "cache", "replicas"];
 
 export function write(doc: string, json: unknown): { md: string; json: string } {
   const md = join(ROOT, "bench/RESULTS.md");

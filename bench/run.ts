@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { AGAINST_PLAN, compareAgainst, type AgainstRun } from "./against.js";
 import { againstMarkdown, againstRows, writeAgainst, writeSection } from "./against-report.js";
 import { CACHE_SECTION, cacheMarkdown, compareCache } from "./cache-compare.js";
+import { REPLICAS_SECTION, compareReplicas, replicasMarkdown } from "./replicas-compare.js";
 import type { Profile } from "./fake-upstream.js";
 import { measure as measureRun } from "./measure.js";
 import { USAGE, parseOptions } from "./options.js";
@@ -45,8 +46,10 @@ const runsPerProfile = opts.rounds * (opts.concurrency.length + (opts.workers > 
 const againstRuns = opts.against ? opts.rounds * 2 * AGAINST_PLAN.filter((s) => opts.profiles.includes(s.profile))
   .reduce((n, s) => n + s.paths.filter((p) => opts.paths.includes(p)).length, 0) : 0;
 const againstS = opts.against ? againstRuns * (opts.seconds + 0.5) + (againstRuns / opts.rounds) * 1.5 + 15 : 0;
-const mainRuns = opts.onlyCache ? opts.rounds * 4 : opts.onlyAgainst ? 0 : opts.profiles.length * runsPerProfile;
-const estimateS = (opts.onlyCache ? mainRuns * (opts.seconds + 0.5) + 10 : opts.onlyAgainst ? 5 : opts.profiles.length * (runsPerProfile * (opts.seconds + 0.3) + opts.paths.length * 1.5 * 1 + 2 + IDLE_MS / 1000) + opts.coldStarts + 5) + againstS;
+// The replicated profile: four single-gateway runs, one pair run and a second of round trips a round, three warm-ups.
+const replicasS = opts.replicas || opts.onlyReplicas ? opts.rounds * (5 * (opts.seconds + 0.5) + 1) + 3 * WARMUP_S.zero + 10 : 0;
+const mainRuns = opts.onlyCache ? opts.rounds * 4 : opts.onlyAgainst || opts.onlyReplicas ? 0 : opts.profiles.length * runsPerProfile;
+const estimateS = opts.onlyReplicas ? replicasS : (opts.onlyCache ? mainRuns * (opts.seconds + 0.5) + 10 : opts.onlyAgainst ? 5 : opts.profiles.length * (runsPerProfile * (opts.seconds + 0.3) + opts.paths.length * 1.5 * 1 + 2 + IDLE_MS / 1000) + opts.coldStarts + 5) + againstS + (opts.onlyCache ? 0 : replicasS);
 process.stderr.write(`bench: ${mainRuns + againstRuns} runs of ${opts.seconds} s, about ${(estimateS / 60).toFixed(1)} min\n`);
 setTimeout(() => {
   process.stderr.write(`bench: watchdog: still running after ${Math.round(estimateS * 2 + 120)} s, giving up\n`);
@@ -82,6 +85,20 @@ async function cacheProfile(): Promise<{ records: RunRecord[]; markdown: string 
   const records = await compareCache({ fake, env, key, rounds: opts.rounds, seconds: opts.seconds, concurrency: cacheConcurrency, warmupS: WARMUP_S });
   const markdown = cacheMarkdown(records, { date: new Date().toISOString(), commit, command, concurrency: cacheConcurrency, rounds: opts.rounds, seconds: opts.seconds });
   return { records, markdown };
+}
+
+/** The replicated profile, and its section of RESULTS.md. */
+async function replicasProfile(): Promise<{ run: Awaited<ReturnType<typeof compareReplicas>>; markdown: string }> {
+  const run = await compareReplicas({ fake, env, key, rounds: opts.rounds, seconds: opts.seconds, warmupS: Math.max(1, WARMUP_S.zero) });
+  return { run, markdown: replicasMarkdown(run, { date: new Date().toISOString(), commit, command, rounds: opts.rounds, seconds: opts.seconds }) };
+}
+
+if (opts.onlyReplicas) {
+  const { run, markdown } = await replicasProfile();
+  await fake.stop();
+  const files = writeSection(REPLICAS_SECTION, "replicas", markdown, { command, commit, run });
+  process.stdout.write(`\n${markdown}\nWrote its section of ${files.md}, and ${files.json}\n`);
+  process.exit(0);
 }
 
 if (opts.onlyCache) {
@@ -230,6 +247,7 @@ if (opts.recording) await compareOnOff("recording", { USAGE_RECORDING: "off" });
 if (opts.metrics) await compareOnOff("metrics", { METRICS: "off" });
 const cached = opts.cache ? await cacheProfile() : undefined;
 if (cached) records.push(...cached.records);
+const replicated = opts.replicas ? await replicasProfile() : undefined;
 const compared = opts.against ? await against(opts.against) : undefined;
 await fake.stop();
 
@@ -247,8 +265,9 @@ const rows = summarize(records.filter((r) => !/^(recording|metrics|cache) /.test
 const rendered = render(meta, rows, profileRuns, records);
 let doc = compared ? spliceSection(rendered.doc, AGAINST_SECTION, section(AGAINST_SECTION, compared.markdown)) : rendered.doc;
 if (cached) doc = spliceSection(doc, CACHE_SECTION, section(CACHE_SECTION, cached.markdown));
+if (replicated) doc = spliceSection(doc, REPLICAS_SECTION, section(REPLICAS_SECTION, replicated.markdown));
 const files = write(doc, { meta, profiles: profileRuns, rows, records, ...(compared ? { against: compared.run } : {}) });
-process.stdout.write(`\n${rendered.summary}${cached ? `\n${cached.markdown}\n` : ""}${compared ? `\n${compared.markdown}` : ""}\nWrote ${files.md} and ${files.json}\n`);
+process.stdout.write(`\n${rendered.summary}${cached ? `\n${cached.markdown}\n` : ""}${replicated ? `\n${replicated.markdown}\n` : ""}${compared ? `\n${compared.markdown}` : ""}\nWrote ${files.md} and ${files.json}\n`);
 const failed = rows.filter((r) => r.direct.errors || r.gateway.errors);
 for (const r of failed) process.stderr.write(`bench: errors in ${r.profile} ${PATH_TITLES[r.path]} c=${r.concurrency}: direct ${r.direct.errors}, gateway ${r.gateway.errors}\n`);
 process.exit(0);

@@ -62,6 +62,8 @@ export interface App {
 const END_GRACE_MS = 5_000;
 /** How long a drain leaves idle HTTP/1 keep-alive connections open for requests already sent on them. */
 const IDLE_GRACE_MS = 500;
+/** How long a start waits for Redis (REDIS_URL) before opening the port anyway. */
+const REDIS_STARTUP_WAIT_MS = 3_000;
 /** How often expired Responses API responses are deleted (reads ignore them from the moment they expire). */
 const RESPONSES_SWEEP_MS = 60 * 60 * 1000;
 
@@ -119,6 +121,10 @@ export async function startApp(config: Config, baseLog: Logger, options: AppOpti
     spent: (scope, subject, since) => usage.spent(scope, subject, since), log,
   }) : undefined;
   const quota: Quota = sharedQuota ?? options.quota?.(policy) ?? localQuota(createLimiter(policy), createBudgets(policy, usage));
+  // Connected before the port opens: a request taken before then would meet LIMITS_FAIL_MODE as if Redis were down.
+  if (sharedQuota && !(await sharedQuota.ready(REDIS_STARTUP_WAIT_MS))) {
+    log.warn(`limits: Redis not reachable within ${REDIS_STARTUP_WAIT_MS} ms of start; LIMITS_FAIL_MODE=${config.shared.failMode} applies until it is`);
+  }
   // The response cache (src/cache/): the embedded SQLite file, or Redis with REDIS_URL; none with CACHE=off.
   const cache = config.cache.enabled ? openAnswerCache(config.cache, log) : undefined;
   const gateway = createGateway({

@@ -17,6 +17,7 @@ import { createLimitStore, type LimitValues } from "../../src/storage/limits.js"
 import { startFakeUpstream, type FakeUpstream } from "../support/fake-upstream.js";
 import { bundleGateway, type GatewayBundle } from "../support/gateway-bundle.js";
 import { startGatewayChild, type GatewayChild } from "../support/gateway-child.js";
+import { startTestGateway } from "../support/gateway.js";
 import { startRedis, type TestRedis } from "../support/redis.js";
 
 const MODEL = "qwen-max";
@@ -212,6 +213,21 @@ describe("limits shared by three replicas through Redis", () => {
     expect((await long).status).toBe(200);
     expect((await ask(r.urls[1]!, r.key)).status).toBe(200);
   }, 60_000);
+
+  it("answers its very first request with the limits in Redis: it opens the port once connected", async () => {
+    const redis = await startRedis();
+    const gw = await startTestGateway({ REDIS_URL: redis.url, RATE_LIMITS_KEY: "rpm=1000" });
+    try {
+      const res = await fetch(`${gw.url}/v1/chat/completions`, {
+        method: "POST", headers: { authorization: gw.authorization, "content-type": "application/json" },
+        body: JSON.stringify({ model: MODEL, messages: [{ role: "user", content: "first" }] }),
+      });
+      expect(res.status).toBe(200);
+      expect(res.headers.get("x-ratelimit-remaining-requests")).toBe("999");
+    } finally {
+      await gw.close();
+    }
+  }, 30_000);
 
   it("Redis down: closed refuses with 503 limiter_unavailable, open admits; both recover when it is back", async () => {
     const redis = await startRedis();
