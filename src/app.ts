@@ -100,7 +100,7 @@ export async function startApp(config: Config, baseLog: Logger, options: AppOpti
   const ownBreakers = createBreakers(config.failover.breakerFailures, config.failover.breakerCooldownMs, log);
   // REDIS_URL: an opening on any replica opens the circuit on every replica (src/redis/shared-breakers.ts).
   const sharedBreakers = config.shared.redisUrl
-    ? createSharedBreakers(ownBreakers, { url: config.shared.redisUrl, timeoutMs: config.shared.timeoutMs, cooldownMs: config.failover.breakerCooldownMs, log })
+    ? createSharedBreakers(ownBreakers, { url: config.shared.redisUrl, timeoutMs: config.shared.timeoutMs, log })
     : undefined;
   const breakers: Breakers = sharedBreakers ?? ownBreakers;
   // Prometheus metrics unless METRICS=off (prom-client is not even loaded then); their
