@@ -25,6 +25,21 @@ export interface Breakers {
 interface Circuit { failures: number; openedAt: number | undefined; probing: boolean }
 
 /**
+ * Tells `listeners` a provider's state when it differs from the one last
+ * told (each change once); call it whenever the state may have changed.
+ */
+export function changeReporter(state: (provider: string) => BreakerState, listeners: ReadonlySet<(provider: string, state: BreakerState) => void>): (provider: string) => void {
+  const reported = new Map<string, BreakerState>();
+  return (p) => {
+    const s = state(p);
+    if ((reported.get(p) ?? "closed") === s) return;
+    if (s === "closed") reported.delete(p);
+    else reported.set(p, s);
+    for (const l of listeners) l(p, s);
+  };
+}
+
+/**
  * A circuit breaker per provider. After `threshold` consecutive failures the
  * circuit opens and the provider is skipped for `cooldownMs`; then it is
  * half-open: one request probes it, and success closes the circuit while
@@ -44,15 +59,7 @@ export function createBreakers(threshold: number, cooldownMs: number, log: Logge
     return now() - c.openedAt < cooldownMs ? "open" : "half_open";
   };
   const listeners = new Set<(provider: string, state: BreakerState) => void>();
-  // The state each provider was last reported in, so a listener hears each change once.
-  const reported = new Map<string, BreakerState>();
-  const report = (p: string) => {
-    const s = state(p);
-    if ((reported.get(p) ?? "closed") === s) return;
-    if (s === "closed") reported.delete(p);
-    else reported.set(p, s);
-    for (const l of listeners) l(p, s);
-  };
+  const report = changeReporter(state, listeners);
   // Wakes when the cool-down of the opening at `openedAt` ends; a later opening has its own timer.
   const wakeAfterCooldown = (p: string, openedAt: number) => {
     setTimeout(() => {

@@ -113,6 +113,20 @@ export function redactPassword(message: string, url: string): string {
   return password ? message.split(password).join("***") : message;
 }
 
+/**
+ * A warning at most every `everyMs` (a failing Redis would otherwise warn on
+ * every request), with the URL's password taken out of the error's message.
+ */
+export function throttledWarn(log: Pick<Logger, "warn">, url: string, everyMs: number): (what: string, err: unknown) => void {
+  let last = -Infinity;
+  return (what, err) => {
+    const t = performance.now();
+    if (t - last < everyMs) return;
+    last = t;
+    log.warn(`${what}: ${redactPassword(err instanceof Error ? err.message : String(err), url)}`);
+  };
+}
+
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }

@@ -8,7 +8,7 @@ import { quotaApplies, type Quota, type QuotaTicket } from "../core/quota.js";
 import { GatewayError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { BudgetRow, LimitScope } from "../storage/limits.js";
-import { openRedis, redactPassword } from "./connection.js";
+import { openRedis, throttledWarn } from "./connection.js";
 import { RENEW, SETTLE, TAKE } from "./quota-scripts.js";
 
 /** What LIMITS_FAIL_MODE says a request meets while Redis cannot be asked: refused (503), or let through uncounted. */
@@ -96,13 +96,8 @@ export function createRedisQuota(policy: Policy, options: RedisQuotaOptions): Re
   let nextTicket = 1;
   /** Tickets with slots or reservations, by id: their keys (KEYS of RENEW) while they are held. */
   const held = new Map<string, { leased: string[]; kept: string[] }>();
-  let lastWarned = 0;
-  const warn = (what: string, err: unknown) => {
-    const now = Date.now();
-    if (now - lastWarned < WARN_EVERY_MS) return;
-    lastWarned = now;
-    log.warn(`limits: ${what}: ${redactPassword(err instanceof Error ? err.message : String(err), options.url)}`);
-  };
+  const warnOnce = throttledWarn(log, options.url, WARN_EVERY_MS);
+  const warn = (what: string, err: unknown) => warnOnce(`limits: ${what}`, err);
 
   const plan = (subject: Subject, tokens: number, estimatePico: bigint): Plan => {
     const p: Plan = {

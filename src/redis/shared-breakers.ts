@@ -2,8 +2,9 @@ import { randomBytes } from "node:crypto";
 import type { ConnectionOptions } from "node:tls";
 import type { Redis } from "ioredis";
 import type { Logger } from "../log.js";
-import { openRedis, redactPassword } from "./connection.js";
-import type { BreakerState, Breakers } from "../core/circuit-breaker.js";
+import { CLOSE, OPEN, readOpenings, type Closing, type Opening } from "./circuit-wire.js";
+import { openRedis, throttledWarn } from "./connection.js";
+import { changeReporter, type BreakerState, type Breakers } from "../core/circuit-breaker.js";
 
 export interface SharedBreakersOptions {
   /** REDIS_URL: redis:// or rediss://, with user and password in the URL if needed. */
@@ -42,39 +43,6 @@ const DEFAULT_TIMEOUT_MS = 250;
 /** A Redis that answers but fails our calls is reported at most this often (an outage is reported once by the connection). */
 const WARN_EVERY_MS = 10_000;
 
-/**
- * Publishes an opening, on Redis's clock (TIME), so that replicas whose
- * clocks disagree still agree on when it ends: the record for replicas that
- * start or reconnect later (its TTL is the time left) and the event for those
- * listening now. A record that already says "open longer" (another replica's
- * later opening) is kept. KEYS[1] the record; ARGV: ms left, replica, provider,
- * channel, the full cool-down.
- */
-const OPEN = `
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local ms = tonumber(ARGV[1])
-local ends = now + ms
-local record = { openedAt = now, ['until'] = ends, cooldownMs = tonumber(ARGV[5]), by = ARGV[2] }
-local kept = redis.call('GET', KEYS[1])
-local longer = false
-if kept then
-  local ok, old = pcall(cjson.decode, kept)
-  longer = ok and type(old) == 'table' and tonumber(old['until']) ~= nil and tonumber(old['until']) > ends
-end
-if not longer then redis.call('SET', KEYS[1], cjson.encode(record), 'PX', ms) end
-record.provider = ARGV[3]
-redis.call('PUBLISH', ARGV[4], cjson.encode(record))
-return now
-`;
-
-/** A circuit closed (a request answered): the record goes, and the others end their forced open. ARGV: provider, replica, channel. */
-const CLOSE = `
-redis.call('DEL', KEYS[1])
-redis.call('PUBLISH', ARGV[3], cjson.encode({ provider = ARGV[1], closed = true, by = ARGV[2] }))
-return 1
-`;
-
 type ScriptClient = Redis & Record<"gzCircuitOpen" | "gzCircuitClose", (keys: number, ...args: string[]) => Promise<unknown>>;
 
 /** A circuit another replica opened, as this replica holds it (the local breaker knows nothing of it). */
@@ -86,10 +54,6 @@ interface Forced {
   probing: boolean;
   timer: NodeJS.Timeout | undefined;
 }
-
-/** An opening or a closing as it travels (the record, under `<prefix><provider>`, is the same without `provider`). */
-interface Opening { provider: string; openedAt: number; until: number; cooldownMs?: number; by: string }
-interface Closing { provider: string; closed: true; by: string }
 
 /**
  * Circuit breakers shared by replicas through Redis (issue 13): one
@@ -147,26 +111,15 @@ export function createSharedBreakers(local: Breakers, options: SharedBreakersOpt
   const ownOpen = new Map<string, number>();
   let closed = false;
 
-  let lastWarned = -Infinity;
+  const warn = throttledWarn(log, options.url, WARN_EVERY_MS);
+  // While the connection is down, its one warning said it all.
   const failed = (what: string) => (err: unknown) => {
-    // While the connection is down, its one warning said it all.
-    if (!pub.healthy || closed) return;
-    const t = performance.now();
-    if (t - lastWarned < WARN_EVERY_MS) return;
-    lastWarned = t;
-    log.warn(`circuits: ${what}: ${redactPassword(err instanceof Error ? err.message : String(err), options.url)}`);
+    if (pub.healthy && !closed) warn(`circuits: ${what}`, err);
   };
 
   // Listeners hear the combined state, each change once (as the local breakers tell theirs).
   const listeners = new Set<(provider: string, state: BreakerState) => void>();
-  const reported = new Map<string, BreakerState>();
-  const report = (p: string) => {
-    const s = state(p);
-    if ((reported.get(p) ?? "closed") === s) return;
-    if (s === "closed") reported.delete(p);
-    else reported.set(p, s);
-    for (const l of listeners) l(p, s);
-  };
+  const report = changeReporter((p) => state(p), listeners);
 
   const state = (p: string): BreakerState => {
     const own = local.state(p);
@@ -244,28 +197,7 @@ export function createSharedBreakers(local: Breakers, options: SharedBreakersOpt
 
   /** Circuits opened while this replica was not listening (at start, after a reconnect), and its own opened meanwhile. */
   const catchUp = async () => {
-    const pattern = prefix.replace(/[*?[\]\\]/g, "\\$&") + "*";
-    let cursor = "0";
-    do {
-      const [next, keys] = await client.scan(cursor, "MATCH", pattern, "COUNT", 100);
-      cursor = next;
-      if (keys.length === 0) continue;
-      const reads = client.pipeline();
-      for (const key of keys) reads.get(key).pttl(key);
-      const replies = (await reads.exec()) ?? [];
-      keys.forEach((key, i) => {
-        const [getError, value] = replies[2 * i] ?? [];
-        const [ttlError, ttl] = replies[2 * i + 1] ?? [];
-        if (getError || ttlError || typeof value !== "string" || typeof ttl !== "number" || ttl <= 0) return;
-        try {
-          const record = JSON.parse(value) as Omit<Opening, "provider">;
-          if (typeof record.by !== "string" || typeof record.until !== "number" || typeof record.openedAt !== "number") return;
-          apply({ ...record, provider: key.slice(prefix.length) }, ttl);
-        } catch {
-          // Not one of ours: nothing to apply.
-        }
-      });
-    } while (cursor !== "0");
+    for (const { opening, msLeft } of await readOpenings(client, prefix)) apply(opening, msLeft);
     // Openings this replica could not publish while Redis was away.
     for (const [p, cooldownMs] of ownOpen) {
       if (local.state(p) === "open") publishOpen(p, local.retryInMs(p), cooldownMs);

@@ -2,37 +2,16 @@
 // with gateway processes on one real redis-server: a circuit one replica opens spares the
 // others the failing provider at once (they send it nothing), a replica started later learns
 // it, and a probe that succeeds on one replica closes the circuit on those that only held it.
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { startFakeUpstream, type FakeUpstream } from "../support/fake-upstream.js";
-import { bundleGateway, type GatewayBundle } from "../support/gateway-bundle.js";
-import { startGatewayChild, type GatewayChild } from "../support/gateway-child.js";
+import { describe, expect, it } from "vitest";
+import { useBundledReplicas } from "../support/bundled-replicas.js";
+import type { GatewayChild } from "../support/gateway-child.js";
 import { startRedis } from "../support/redis.js";
 
 const MODEL = "qwen-max";
-let bundle: GatewayBundle;
-let fake: FakeUpstream;
-const children: GatewayChild[] = [];
-
-beforeAll(async () => {
-  bundle = await bundleGateway();
-  fake = await startFakeUpstream();
-});
-afterAll(async () => {
-  await fake.close();
-  bundle.remove();
-});
-afterEach(() => {
-  for (const c of children.splice(0)) c.dispose();
-  fake.reset();
-});
+const suite = useBundledReplicas();
 
 async function replica(env: Record<string, string>, dbPath?: string): Promise<GatewayChild> {
-  const c = await startGatewayChild(fake, {
-    command: [process.execPath, bundle.entry],
-    env: { BREAKER_FAILURES: "2", BREAKER_COOLDOWN_MS: "1500", FAILOVER_ON_500: "true", ...env, ...(dbPath ? { DATABASE_PATH: dbPath } : {}) },
-  });
-  children.push(c);
-  return c;
+  return suite.start({ BREAKER_FAILURES: "2", BREAKER_COOLDOWN_MS: "1500", FAILOVER_ON_500: "true", ...env, ...(dbPath ? { DATABASE_PATH: dbPath } : {}) });
 }
 
 async function ask(c: GatewayChild, key: string): Promise<number> {
@@ -52,26 +31,26 @@ describe("circuit breakers shared by replicas through Redis", () => {
     const b = await replica(env, a.dbPath);
     const key = a.key;
 
-    fake.onModel(MODEL, { kind: "error", status: 500 });
+    suite.fake.onModel(MODEL, { kind: "error", status: 500 });
     while (!/circuit for \S+ opened after/.test(a.output())) {
       expect(await ask(a, key)).toBeGreaterThanOrEqual(500);
-      expect(fake.requests.length).toBeLessThan(10);
+      expect(suite.fake.requests.length).toBeLessThan(10);
     }
-    const sent = fake.requests.length;
+    const sent = suite.fake.requests.length;
     // B never failed itself, yet skips the provider from its first request: nothing reaches the upstream.
     await b.waitForOutput(/opened by replica/, 5_000);
     expect(await ask(b, key)).toBe(503);
-    expect(fake.requests.length).toBe(sent);
+    expect(suite.fake.requests.length).toBe(sent);
     // A replica started while the circuit is open reads it at start.
     const c = await replica(env, a.dbPath);
     await c.waitForOutput(/opened by replica/, 5_000);
     expect(await ask(c, key)).toBe(503);
-    expect(fake.requests.length).toBe(sent);
+    expect(suite.fake.requests.length).toBe(sent);
 
     // After the cool-down, B's probe succeeds: the circuit closes on C too, which then sends two
     // requests at once (half-open, it would let one probe through and refuse the other). A, whose
     // circuit opened on its own failures, closes it on its own probe.
-    fake.onModel(MODEL, { kind: "reply", firstByteDelayMs: 100 });
+    suite.fake.onModel(MODEL, { kind: "reply", firstByteDelayMs: 100 });
     await new Promise((done) => setTimeout(done, 1_600));
     expect(await ask(b, key)).toBe(200);
     await expect.poll(async () => (await Promise.all([ask(c, key), ask(c, key)])).join(), { timeout: 5_000 }).toBe("200,200");

@@ -5,7 +5,7 @@
 // their lease ends, Redis down refuses (LIMITS_FAIL_MODE=closed) or admits (open) and
 // recovers by itself, and a replica whose clock is ten minutes off still counts in the same
 // windows (Redis's clock).
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import modelsData from "../../src/data/models.json" with { type: "json" };
 import pricingData from "../../src/data/pricing.json" with { type: "json" };
 import { createCatalog, type CatalogRow, type RouteRows } from "../../src/core/catalog.js";
@@ -14,43 +14,21 @@ import routesData from "../../src/data/routes.json" with { type: "json" };
 import { openDb } from "../../src/storage/db.js";
 import { createKeyStore, hashKey } from "../../src/storage/keys.js";
 import { createLimitStore, type LimitValues } from "../../src/storage/limits.js";
-import { startFakeUpstream, type FakeUpstream } from "../support/fake-upstream.js";
-import { bundleGateway, type GatewayBundle } from "../support/gateway-bundle.js";
-import { startGatewayChild, type GatewayChild } from "../support/gateway-child.js";
+import { useBundledReplicas } from "../support/bundled-replicas.js";
+import type { GatewayChild } from "../support/gateway-child.js";
 import { startTestGateway } from "../support/gateway.js";
 import { startRedis, type TestRedis } from "../support/redis.js";
 
 const MODEL = "qwen-max";
-let bundle: GatewayBundle;
-let fake: FakeUpstream;
-const children: GatewayChild[] = [];
-
-beforeAll(async () => {
-  // Built once: three cold starts a test at ~0.2 s each, not tsx's ~2 s.
-  bundle = await bundleGateway();
-  fake = await startFakeUpstream();
-});
-afterAll(async () => {
-  await fake.close();
-  bundle.remove();
-});
-afterEach(() => {
-  for (const c of children.splice(0)) c.dispose();
-  fake.reset();
-});
+const suite = useBundledReplicas();
 
 interface Replicas { urls: string[]; key: string; keyId: string; dbPath: string; all: GatewayChild[] }
 
 /** Three gateways on the first one's database and one Redis; `node` options go before the bundle (a skewed clock). */
 async function replicas(redis: TestRedis, env: Record<string, string> = {}, nodeOptions: string[][] = [[], [], []]): Promise<Replicas> {
   const common = { REDIS_URL: redis.url, REDIS_TIMEOUT_MS: "500", ...env };
-  const first = await startGatewayChild(fake, { command: [process.execPath, ...nodeOptions[0]!, bundle.entry], env: common });
-  children.push(first);
-  const rest = await Promise.all(nodeOptions.slice(1).map(async (opts) => {
-    const c = await startGatewayChild(fake, { command: [process.execPath, ...opts, bundle.entry], env: { ...common, DATABASE_PATH: first.dbPath } });
-    children.push(c);
-    return c;
-  }));
+  const first = await suite.start(common, nodeOptions[0]);
+  const rest = await Promise.all(nodeOptions.slice(1).map((opts) => suite.start({ ...common, DATABASE_PATH: first.dbPath }, opts)));
   const all = [first, ...rest];
   const db = openDb(first.dbPath);
   try {
@@ -116,7 +94,7 @@ describe("limits shared by three replicas through Redis", () => {
     const r = await replicas(redis);
     limit(r, { rpm: 5 });
     // Answers held back a moment, so all fifteen are in flight together.
-    fake.onModel(MODEL, { kind: "reply", firstByteDelayMs: 200 });
+    suite.fake.onModel(MODEL, { kind: "reply", firstByteDelayMs: 200 });
     const first = await burst(r, 15);
     expect(count(first, 200)).toBe(5);
     expect(count(first, 429)).toBe(10);
@@ -134,7 +112,7 @@ describe("limits shared by three replicas through Redis", () => {
     const r = await replicas(redis);
     // "hi" reserves ceil((16 + 2) / 3) = 6 prompt tokens, plus max_tokens 1000: 1006 a request.
     limit(r, { tpm: 3100 });
-    fake.onModel(MODEL, { kind: "reply", firstByteDelayMs: 200 });
+    suite.fake.onModel(MODEL, { kind: "reply", firstByteDelayMs: 200 });
     const results = await burst(r, 9, { max_tokens: 1000 });
     expect(count(results, 200)).toBe(3);
     expect(count(results, 429)).toBe(6);
@@ -144,7 +122,7 @@ describe("limits shared by three replicas through Redis", () => {
     const redis = await startRedis();
     const r = await replicas(redis);
     limit(r, { concurrent: 4 });
-    fake.onModel(MODEL, { kind: "reply", firstByteDelayMs: 400 });
+    suite.fake.onModel(MODEL, { kind: "reply", firstByteDelayMs: 400 });
     const first = await burst(r, 12);
     expect(count(first, 200)).toBe(4);
     expect(count(first, 429)).toBe(8);
@@ -161,7 +139,7 @@ describe("limits shared by three replicas through Redis", () => {
     const estimate = prices.picoOf(catalog.find(MODEL)!, { promptTokens: 6, completionTokens: 1000 });
     // Room for three reservations in flight, not a fourth: refused once spent + reserved reaches the budget.
     limit(r, {}, estimate * 5n / 2n);
-    fake.onModel(MODEL, { kind: "reply", firstByteDelayMs: 300, usage: { prompt_tokens: 6, completion_tokens: 1 } });
+    suite.fake.onModel(MODEL, { kind: "reply", firstByteDelayMs: 300, usage: { prompt_tokens: 6, completion_tokens: 1 } });
     const results = await burst(r, 9, { max_tokens: 1000 });
     expect(count(results, 200)).toBe(3);
     expect(results.filter((x) => x.status === 429).every((x) => x.code === "insufficient_quota")).toBe(true);
@@ -170,7 +148,7 @@ describe("limits shared by three replicas through Redis", () => {
   it("spending settled on one replica stops the others once it reaches the budget", async () => {
     const redis = await startRedis();
     const r = await replicas(redis);
-    fake.onModel(MODEL, { kind: "reply" });
+    suite.fake.onModel(MODEL, { kind: "reply" });
     // Each replica asks once under a large budget: without sharing, each would now hold its own idea of what was spent.
     limit(r, {}, 10n ** 12n);
     for (const url of r.urls) expect((await ask(url, r.key)).status).toBe(200);
@@ -187,9 +165,9 @@ describe("limits shared by three replicas through Redis", () => {
     const r = await replicas(redis, { LIMITS_LEASE_MS: "1500" });
     limit(r, { concurrent: 2 });
     // Two requests hold both slots on replica 0 (their upstream never answers), which then dies without giving them back.
-    fake.enqueue({ kind: "hang" }, { kind: "hang" });
+    suite.fake.enqueue({ kind: "hang" }, { kind: "hang" });
     const held = [ask(r.urls[0]!, r.key).catch(() => undefined), ask(r.urls[0]!, r.key).catch(() => undefined)];
-    await expect.poll(() => fake.requests.length, { timeout: 5_000 }).toBe(2);
+    await expect.poll(() => suite.fake.requests.length, { timeout: 5_000 }).toBe(2);
     expect((await ask(r.urls[1]!, r.key)).status).toBe(429);
     const killedAt = Date.now();
     r.all[0]!.kill();
@@ -204,9 +182,9 @@ describe("limits shared by three replicas through Redis", () => {
     const redis = await startRedis();
     const r = await replicas(redis, { LIMITS_LEASE_MS: "600" }, [[], []]);
     limit(r, { concurrent: 1 });
-    fake.enqueue({ kind: "reply", firstByteDelayMs: 2_500 });
+    suite.fake.enqueue({ kind: "reply", firstByteDelayMs: 2_500 });
     const long = ask(r.urls[0]!, r.key);
-    await expect.poll(() => fake.requests.length, { timeout: 5_000 }).toBe(1);
+    await expect.poll(() => suite.fake.requests.length, { timeout: 5_000 }).toBe(1);
     // Four leases later, the slot is still the long request's.
     await new Promise((done) => setTimeout(done, 1_500));
     expect((await ask(r.urls[1]!, r.key)).status).toBe(429);
@@ -233,7 +211,7 @@ describe("limits shared by three replicas through Redis", () => {
     const redis = await startRedis();
     const closed = await replicas(redis, { REDIS_TIMEOUT_MS: "200" }, [[]]);
     limit(closed, { rpm: 100 });
-    fake.onModel(MODEL, { kind: "reply" });
+    suite.fake.onModel(MODEL, { kind: "reply" });
     expect((await ask(closed.urls[0]!, closed.key)).status).toBe(200);
     await redis.kill();
     expect(await ask(closed.urls[0]!, closed.key)).toMatchObject({ status: 503, code: "limiter_unavailable" });
@@ -252,7 +230,7 @@ describe("limits shared by three replicas through Redis", () => {
     const skew = ["--import", "data:text/javascript,const now = Date.now; Date.now = () => now() + 600000;"];
     const r = await replicas(redis, {}, [[], skew, skew]);
     limit(r, { rpm: 4 });
-    fake.onModel(MODEL, { kind: "reply", firstByteDelayMs: 200 });
+    suite.fake.onModel(MODEL, { kind: "reply", firstByteDelayMs: 200 });
     const results = await burst(r, 12);
     expect(count(results, 200)).toBe(4);
   }, 60_000);
