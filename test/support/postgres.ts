@@ -7,7 +7,7 @@
 // when it is not there.
 
 import { execFile } from "node:child_process";
-import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -46,6 +46,12 @@ export interface TestPostgres {
   stop(): Promise<void>;
   /** An immediate shutdown, as a crash would leave it; the directory is removed. */
   kill(): Promise<void>;
+  /** A fast shutdown (every connection is dropped), then a start on the same port with the same data. */
+  restart(): Promise<void>;
+  /** SIGSTOP to the server and all its backends: connections stay open, nothing answers. */
+  pause(): void;
+  /** SIGCONT to what pause() stopped. */
+  resume(): void;
 }
 
 const running = new Set<TestPostgres>();
@@ -70,11 +76,21 @@ export async function startPostgres(): Promise<TestPostgres> {
   const data = join(dir, "data");
   const port = await freePort();
   let stopped = false;
+  let paused: number[] = [];
+  // The socket goes in the cluster's own directory, not /var/run/postgresql, which may not exist.
+  const options = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off`;
+  const pgCtl = (args: string[]) => asOwner(join(bin, "pg_ctl"), ["-D", data, ...args]);
+  const start = () => pgCtl(["-l", join(dir, "log"), "-o", options, "-w", "-t", "30", "start"]);
+  const resume = () => {
+    for (const pid of paused) process.kill(pid, "SIGCONT");
+    paused = [];
+  };
   const shut = async (mode: "fast" | "immediate") => {
     if (stopped) return;
     stopped = true;
     running.delete(server);
-    await asOwner(join(bin, "pg_ctl"), ["-D", data, "-m", mode, "-w", "stop"]).catch(() => {});
+    resume();
+    await pgCtl(["-m", mode, "-w", "stop"]).catch(() => {});
     rmSync(dir, { recursive: true, force: true });
   };
   const server: TestPostgres = {
@@ -82,12 +98,24 @@ export async function startPostgres(): Promise<TestPostgres> {
     port,
     stop: () => shut("fast"),
     kill: () => shut("immediate"),
+    async restart() {
+      resume();
+      await pgCtl(["-m", "fast", "-w", "stop"]);
+      await start();
+    },
+    pause() {
+      // The first line of postmaster.pid is the server's pid; backends are its
+      // children, listed once it is stopped so that it forks no more.
+      const main = Number(readFileSync(join(data, "postmaster.pid"), "utf8").split("\n")[0]);
+      process.kill(main, "SIGSTOP");
+      paused = [main, ...childrenOf(main)];
+      for (const pid of paused.slice(1)) process.kill(pid, "SIGSTOP");
+    },
+    resume,
   };
   try {
     await asOwner(join(bin, "initdb"), ["-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"]);
-    // The socket goes in the cluster's own directory, not /var/run/postgresql, which may not exist.
-    const options = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off`;
-    await asOwner(join(bin, "pg_ctl"), ["-D", data, "-l", join(dir, "log"), "-o", options, "-w", "-t", "30", "start"]);
+    await start();
   } catch (err) {
     rmSync(dir, { recursive: true, force: true });
     throw new Error(`PostgreSQL did not start: ${(err as { stderr?: string }).stderr || (err as Error).message}`);
@@ -99,4 +127,16 @@ export async function startPostgres(): Promise<TestPostgres> {
 async function ownerOf(user: string): Promise<{ uid: number; gid: number }> {
   const [{ stdout: uid }, { stdout: gid }] = await Promise.all([run("id", ["-u", user]), run("id", ["-g", user])]);
   return { uid: Number(uid.trim()), gid: Number(gid.trim()) };
+}
+
+/** The pids whose parent is `pid`, from /proc (field 4 of stat, after the parenthesised name). */
+function childrenOf(pid: number): number[] {
+  return readdirSync("/proc").filter((d) => /^\d+$/.test(d)).filter((d) => {
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, "utf8");
+      return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) === pid;
+    } catch {
+      return false; // ended while we looked
+    }
+  }).map(Number);
 }
