@@ -93,20 +93,20 @@ async function replicasProfile(): Promise<{ run: Awaited<ReturnType<typeof compa
   return { run, markdown: replicasMarkdown(run, { date: new Date().toISOString(), commit, command, rounds: opts.rounds, seconds: opts.seconds }) };
 }
 
-if (opts.onlyReplicas) {
-  const { run, markdown } = await replicasProfile();
+/** A profile run alone (--only-replicas, --only-cache): its own section of RESULTS.md, then exit. */
+async function alone(name: string, prefix: string, profile: { markdown: string; json: unknown }): Promise<never> {
   await fake.stop();
-  const files = writeSection(REPLICAS_SECTION, "replicas", markdown, { command, commit, run });
-  process.stdout.write(`\n${markdown}\nWrote its section of ${files.md}, and ${files.json}\n`);
+  const files = writeSection(name, prefix, profile.markdown, { command, commit, ...(profile.json as object) });
+  process.stdout.write(`\n${profile.markdown}\nWrote its section of ${files.md}, and ${files.json}\n`);
   process.exit(0);
 }
-
+if (opts.onlyReplicas) {
+  const { run, markdown } = await replicasProfile();
+  await alone(REPLICAS_SECTION, "replicas", { markdown, json: { run } });
+}
 if (opts.onlyCache) {
   const { records, markdown } = await cacheProfile();
-  await fake.stop();
-  const files = writeSection(CACHE_SECTION, "cache", markdown, { command, commit, records });
-  process.stdout.write(`\n${markdown}\nWrote its section of ${files.md}, and ${files.json}\n`);
-  process.exit(0);
+  await alone(CACHE_SECTION, "cache", { markdown, json: { records } });
 }
 
 if (opts.onlyAgainst) {
