@@ -207,6 +207,32 @@ describe("limits shared by three replicas through Redis", () => {
     }
   }, 30_000);
 
+  it("a key created, rotated or revoked (as the CLI does, in the shared database) counts on every replica within 1 s", async () => {
+    const redis = await startRedis();
+    const r = await replicas(redis);
+    suite.fake.onModel(MODEL, { kind: "reply" });
+    const db = openDb(r.dbPath);
+    try {
+      const keys = createKeyStore(db);
+      const created = keys.create({ user: "bob", name: "new" });
+      const within = async (check: () => Promise<boolean>) => {
+        const t = performance.now();
+        await expect.poll(check, { timeout: 1_000, interval: 20 }).toBe(true);
+        return performance.now() - t;
+      };
+      for (const url of r.urls) expect(await within(async () => (await ask(url, created.key)).status === 200)).toBeLessThan(1_000);
+      const rotated = keys.rotate(created.record.id);
+      for (const url of r.urls) {
+        expect(await within(async () => (await ask(url, created.key)).status === 401)).toBeLessThan(1_000);
+        expect((await ask(url, rotated.key)).status).toBe(200);
+      }
+      keys.revoke(rotated.record.id);
+      for (const url of r.urls) expect(await within(async () => (await ask(url, rotated.key)).status === 401)).toBeLessThan(1_000);
+    } finally {
+      db.close();
+    }
+  }, 60_000);
+
   it("Redis down: closed refuses with 503 limiter_unavailable, open admits; both recover when it is back", async () => {
     const redis = await startRedis();
     const closed = await replicas(redis, { REDIS_TIMEOUT_MS: "200" }, [[]]);
