@@ -21,8 +21,6 @@ export interface RedisConnectionOptions {
   readonly connectTimeoutMs?: number;
   /** Extra TLS settings for rediss:// (a private CA, a client certificate); public CAs need none. */
   readonly tls?: ConnectionOptions;
-  /** Commands sent in one event-loop turn go out in one write (many requests' takes under load: fewer syscalls). */
-  readonly autoPipelining?: boolean;
   /** CLIENT SETNAME, so an operator's CLIENT LIST shows who is connected. */
   readonly name: string;
   readonly log?: Pick<Logger, "warn" | "info">;
@@ -56,7 +54,6 @@ export function openRedis(options: RedisConnectionOptions): RedisConnection {
     // Quick at first, then every 1 s.
     retryStrategy: (attempt) => Math.min(50 * 2 ** attempt, 1000),
     connectionName: options.name,
-    ...(options.autoPipelining ? { enableAutoPipelining: true } : {}),
     ...(options.tls && /^rediss:/i.test(url) ? { tls: options.tls } : {}),
   });
 

@@ -80,7 +80,7 @@ export function createRedisQuota(policy: Policy, options: RedisQuotaOptions): Re
   const prefix = options.keyPrefix ?? "gatewayz:quota:";
   const { leaseMs, log } = options;
   const connection = openRedis({
-    url: options.url, timeoutMs: options.timeoutMs, name: "gatewayz-limits", log, autoPipelining: true, ...(options.tls ? { tls: options.tls } : {}),
+    url: options.url, timeoutMs: options.timeoutMs, name: "gatewayz-limits", log, ...(options.tls ? { tls: options.tls } : {}),
     what: {
       feature: "limits",
       whileDown: options.failMode === "closed" ? "refusing limited requests (LIMITS_FAIL_MODE=closed) until it is back" : "letting requests through uncounted (LIMITS_FAIL_MODE=open) until it is back",
