@@ -46,11 +46,14 @@ const runsPerProfile = opts.rounds * (opts.concurrency.length + (opts.workers > 
 const againstRuns = opts.against ? opts.rounds * 2 * AGAINST_PLAN.filter((s) => opts.profiles.includes(s.profile))
   .reduce((n, s) => n + s.paths.filter((p) => opts.paths.includes(p)).length, 0) : 0;
 const againstS = opts.against ? againstRuns * (opts.seconds + 0.5) + (againstRuns / opts.rounds) * 1.5 + 15 : 0;
-// The replicated profile: four single-gateway runs, one pair run and a second of round trips a round, three warm-ups.
-const replicasS = opts.replicas || opts.onlyReplicas ? opts.rounds * (5 * (opts.seconds + 0.5) + 1) + 3 * WARMUP_S.zero + 10 : 0;
+// The replicated profile: four single-gateway runs, one pair run and a run's length of Redis round trips a round,
+// two warm-ups (the local gateway, then the pair), and starting three gateways and Redis.
+const withReplicas = opts.onlyReplicas || (opts.replicas && !opts.onlyCache && !opts.onlyAgainst);
+const replicasRuns = withReplicas ? opts.rounds * 5 : 0;
+const replicasS = withReplicas ? opts.rounds * (5 * (opts.seconds + 0.5) + opts.seconds) + 2 * Math.max(1, WARMUP_S.zero) + 10 : 0;
 const mainRuns = opts.onlyCache ? opts.rounds * 4 : opts.onlyAgainst || opts.onlyReplicas ? 0 : opts.profiles.length * runsPerProfile;
-const estimateS = opts.onlyReplicas ? replicasS : (opts.onlyCache ? mainRuns * (opts.seconds + 0.5) + 10 : opts.onlyAgainst ? 5 : opts.profiles.length * (runsPerProfile * (opts.seconds + 0.3) + opts.paths.length * 1.5 * 1 + 2 + IDLE_MS / 1000) + opts.coldStarts + 5) + againstS + (opts.onlyCache ? 0 : replicasS);
-process.stderr.write(`bench: ${mainRuns + againstRuns} runs of ${opts.seconds} s, about ${(estimateS / 60).toFixed(1)} min\n`);
+const estimateS = opts.onlyReplicas ? replicasS : (opts.onlyCache ? mainRuns * (opts.seconds + 0.5) + 10 : opts.onlyAgainst ? 5 : opts.profiles.length * (runsPerProfile * (opts.seconds + 0.3) + opts.paths.length * 1.5 * 1 + 2 + IDLE_MS / 1000) + opts.coldStarts + 5) + againstS + replicasS;
+process.stderr.write(`bench: ${mainRuns + againstRuns + replicasRuns} runs of ${opts.seconds} s, about ${(estimateS / 60).toFixed(1)} min\n`);
 setTimeout(() => {
   process.stderr.write(`bench: watchdog: still running after ${Math.round(estimateS * 2 + 120)} s, giving up\n`);
   process.exit(1); // the exit handler kills the children
