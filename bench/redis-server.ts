@@ -14,10 +14,19 @@ export interface BenchRedis {
 export async function startBenchRedis(): Promise<BenchRedis> {
   const binary = process.env.REDIS_SERVER_PATH ?? (existsSync("/usr/bin/redis-server") ? "/usr/bin/redis-server" : "redis-server");
   const port = await freePort();
-  const child = track(spawn(binary, ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--loglevel", "warning"], { stdio: "ignore" }));
+  // No snapshots and no append-only file: a throwaway server whose disk writes would only add noise.
+  const child = track(spawn(binary, ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--loglevel", "warning"], {
+    stdio: ["ignore", "pipe", "pipe"],
+  }));
+  // Its last words, for the error when it exits at once (a port taken meanwhile, a bad option).
+  let tail = "";
+  const keep = (b: Buffer) => { tail = (tail + b.toString()).slice(-2000); };
+  child.stdout!.on("data", keep);
+  child.stderr!.on("data", keep);
   const failed = new Promise<never>((_, reject) => {
-    child.once("error", (err) => reject(new Error(`redis-server could not start (${err.message}): install Debian's redis-server, or set REDIS_SERVER_PATH`)));
-    child.once("exit", (code) => reject(new Error(`redis-server exited with ${code}`)));
+    child.once("error", (err) => reject(new Error(`${binary} could not start (${err.message}): the replicated profile needs a redis-server ` +
+      "(Debian: apt-get install redis-server; or set REDIS_SERVER_PATH), or run the bench with --no-replicas")));
+    child.once("exit", (code, signal) => reject(new Error(`redis-server exited with ${code ?? signal} before listening:\n${tail}`)));
   });
   const deadline = performance.now() + 5000;
   for (;;) {
