@@ -27,15 +27,13 @@ import { createMetricsRoute, startMetricsServer, type MetricsServer, type Metric
 import { NO_TRACER, type Tracer } from "./observe/trace.js";
 import { startTracing } from "./observe/tracing.js";
 import { createRequests } from "./server/requests.js";
-import { openDb, type Db } from "./storage/db.js";
-import { createKeyStore } from "./storage/keys.js";
-import { createLimitStore } from "./storage/limits.js";
-import { createResponseStore, sweepResponses } from "./storage/responses.js";
+import type { Db } from "./storage/db.js";
+import { sweepResponses } from "./storage/responses.js";
+import { openStores, type Stores } from "./storage/stores.js";
 import { openAnswerCache } from "./cache/answer-cache.js";
 import { createRedisQuota } from "./redis/redis-quota.js";
 import { createSharedBreakers } from "./redis/shared-breakers.js";
-import { createUsageStore, type UsageStore } from "./storage/usage.js";
-import { createWriteCheck } from "./storage/write-check.js";
+import type { UsageStore } from "./storage/usage.js";
 
 export interface App {
   readonly address: AddressInfo;
@@ -45,6 +43,9 @@ export interface App {
   readonly metricsUrl: string | undefined;
   readonly gateway: Gateway;
   readonly accounts: Accounts;
+  /** Keys, limits, usage and responses: SQLite, or PostgreSQL with DATABASE_URL. */
+  readonly stores: Stores;
+  /** The SQLite connection (tests read rows through it); throws on PostgreSQL. */
   readonly db: Db;
   readonly breakers: Breakers;
   readonly readiness: Readiness;
@@ -85,11 +86,10 @@ export async function startApp(config: Config, baseLog: Logger, options: AppOpti
   const prices = createPriceBook(pricingData.models as Record<string, PriceRow>, catalog.models);
   // Traces only with an OTLP endpoint set: otherwise the OpenTelemetry SDK is not even loaded.
   const tracer: Tracer = config.otel ? await startTracing(config.otel, log) : NO_TRACER;
-  const db = openDb(config.databasePath);
-  const keys = createKeyStore(db);
-  const limitStore = createLimitStore(db);
-  // Rows the database refuses (disk full...) are held, up to USAGE_BUFFER_ROWS, and retried; see storage/usage.ts.
-  const usage = createUsageStore(db, { log, bufferRows: config.usageBufferRows });
+  // Rows the database refuses (disk full, PostgreSQL down...) are held, up to USAGE_BUFFER_ROWS, and retried; see storage/usage.ts.
+  const stores = openStores({ databasePath: config.databasePath, databaseUrl: config.database.url, databaseTimeoutMs: config.database.timeoutMs },
+    { listen: true, log, usage: { bufferRows: config.usageBufferRows } });
+  const { keys, limits: limitStore, usage } = stores;
   // Rows still queued or held when the process exits (an uncaught error, process.exit) are written on the way out.
   const flushOnExit = () => usage.close();
   process.on("exit", flushOnExit);
@@ -140,8 +140,8 @@ export async function startApp(config: Config, baseLog: Logger, options: AppOpti
   const requests = createRequests();
   const readiness = createReadiness();
   // The database's write check, the usage store, the providers and their circuits (server/readiness.ts).
-  const stopReadiness = watchReadiness(readiness, { usage, writeCheck: createWriteCheck(db), providers, breakers, log });
-  const responses = createResponseStore(db, { ttlMs: config.responsesTtlDays * 86_400_000 });
+  const stopReadiness = watchReadiness(readiness, { usage, writeCheck: stores.writeCheck(), providers, breakers, log });
+  const responses = stores.responses(config.responsesTtlDays * 86_400_000);
   const stopSweeping = sweepResponses(responses, RESPONSES_SWEEP_MS,
     (err) => log.warn(`expired responses could not be deleted (retried within the hour): ${err instanceof Error ? err.message : String(err)}`));
   let handle: RequestHandler = () => {};
@@ -163,7 +163,7 @@ export async function startApp(config: Config, baseLog: Logger, options: AppOpti
     await cache?.close();
     await sharedQuota?.close();
     await sharedBreakers?.close();
-    db.close();
+    await stores.close();
     await tracer.shutdown();
     throw err;
   }
@@ -221,14 +221,17 @@ export async function startApp(config: Config, baseLog: Logger, options: AppOpti
     await cache?.close().catch((err: unknown) => log.warn(`cache: could not close: ${err instanceof Error ? err.message : String(err)}`));
     await sharedQuota?.close().catch((err: unknown) => log.warn(`limits: could not close Redis: ${err instanceof Error ? err.message : String(err)}`));
     await sharedBreakers?.close().catch((err: unknown) => log.warn(`circuits: could not close Redis: ${err instanceof Error ? err.message : String(err)}`));
-    usage.close();
-    db.close();
+    await stores.close();
     // The spans of the last requests, ended during the drain.
     await tracer.shutdown();
   };
   let closing: Promise<void> | undefined;
   return {
-    address, url: `http://${host}:${address.port}`, metricsUrl: metricsServer && `http://${host}:${metricsServer.address.port}`, gateway, accounts, db, breakers, readiness, gate: handler.gate,
+    address, url: `http://${host}:${address.port}`, metricsUrl: metricsServer && `http://${host}:${metricsServer.address.port}`, gateway, accounts, stores, breakers, readiness, gate: handler.gate,
+    get db() {
+      if (!stores.sqlite) throw new Error("DATABASE_URL is set: the stores are in PostgreSQL, not SQLite");
+      return stores.sqlite;
+    },
     get connections() {
       return listener.connections;
     },

@@ -1,5 +1,6 @@
 import { cacheConfig, type CacheConfig } from "./cache/cache-config.js";
 import { sharedStateConfig, type SharedStateConfig } from "./redis/shared-config.js";
+import { databaseConfig, type DatabaseConfig } from "./storage/database-config.js";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { definedOnly, flag, headers, integer, list, onOff, positive, readEnvFile, type Env } from "./config-values.js";
@@ -98,6 +99,8 @@ export interface Config {
    * one), so the server and the CLI share it from anywhere.
    */
   readonly databasePath: string;
+  /** DATABASE_URL: the same stores in PostgreSQL, shared by replicas; it wins over DATABASE_PATH. */
+  readonly database: DatabaseConfig;
   /** Default limits by scope; 0 means unlimited. Rows in `rate_limits` override them. */
   readonly limits: Readonly<Record<"key" | "user" | "system", LimitDefaults>>;
   /** An admin key accepted without being stored (bootstrap); compared by hash in constant time. */
@@ -162,6 +165,7 @@ export function loadConfig(env: Env = process.env): Config {
     providers: PROVIDERS.map((row) => providerConfig(row, merged, defaultTimeouts)),
     failover: failoverConfig(merged),
     databasePath,
+    database: databaseConfig(merged),
     limits: Object.freeze({
       key: limitDefaults(merged, "RATE_LIMITS_KEY", { rpm: 600, tpm: 0, rpd: 0, concurrent: 64 }),
       user: limitDefaults(merged, "RATE_LIMITS_USER", { rpm: 0, tpm: 0, rpd: 0, concurrent: 0 }),

@@ -9,6 +9,7 @@ import type { ToWorker } from "./cluster/messages.js";
 import { remoteQuota } from "./cluster/remote-quota.js";
 import { loadConfig, type Config } from "./config.js";
 import { createLogger, type Logger } from "./log.js";
+import { describeDatabaseChoice } from "./storage/database-config.js";
 
 /**
  * Entry point: configuration, then the server (or, with --workers N / WORKERS,
@@ -26,7 +27,7 @@ async function main(): Promise<void> {
   }
   const log = createLogger(config.logLevel, undefined, config.logFormat);
   if (cluster.isWorker) return worker(config, log);
-  log.info(`Database: ${describeDatabase(config.databasePath)}`);
+  log.info(`Database: ${describeDatabaseChoice(config.database) ?? describeDatabase(config.databasePath)}`);
   const listening = `(gRPC, gRPC-Web, Connect and OpenAI-compatible /v1)`;
   const fail = (err: NodeJS.ErrnoException): never => {
     log.error(err.code === "EADDRINUSE" ? `port ${config.port} on ${config.host} is already in use` : `could not start: ${err.message}`);

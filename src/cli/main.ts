@@ -3,13 +3,10 @@ import { resolve } from "node:path";
 import { loadConfig, type Config } from "../config.js";
 import { createAccounts } from "../core/accounts.js";
 import { GatewayError } from "../errors.js";
-import { openDb, type Db } from "../storage/db.js";
-import { createKeyStore } from "../storage/keys.js";
-import { createLimitStore } from "../storage/limits.js";
 import { storageErrorOf } from "../storage/sqlite-errors.js";
 import { installation } from "../install-root.js";
-import { createUsageLookup } from "../storage/usage-lookup.js";
-import { createUsageStore } from "../storage/usage.js";
+import { redactPgUrl } from "../storage/pg/sync-pg.js";
+import { openStores, type StoreTarget, type Stores } from "../storage/stores.js";
 import { parseArgv } from "./args.js";
 import { COMMANDS, helpText, usageLine } from "./commands.js";
 import { jsonDocument } from "./format.js";
@@ -69,23 +66,28 @@ function withCommand<T>(command: CommandSpec, fn: () => T): T {
 function withDatabase(command: CommandSpec, dbFlag: unknown, env: CliIo["env"], work: (ctx: Context) => Output): Output {
   let config: Config | undefined;
   const configOnce = (): Config => (config ??= configured(env));
-  const path = typeof dbFlag === "string" ? dbFlag : configOnce().databasePath;
-  if (command.existingDatabase && path !== ":memory:" && !existsSync(path)) {
+  // --db names either engine; without it DATABASE_URL wins over DATABASE_PATH, as in the gateway.
+  const target: StoreTarget = typeof dbFlag === "string"
+    ? (/^postgres(ql)?:\/\//i.test(dbFlag) ? { databasePath: "", databaseUrl: dbFlag } : { databasePath: dbFlag })
+    : { databasePath: configOnce().databasePath, databaseUrl: configOnce().database.url, databaseTimeoutMs: configOnce().database.timeoutMs };
+  const path = target.databasePath;
+  if (!target.databaseUrl && command.existingDatabase && path !== ":memory:" && !existsSync(path)) {
     throw new Error(`no database at ${resolve(path)} ('${command.words.join(" ")}' does not create one). ` +
       "Create it by starting the gateway or with 'gatewayz keys create --user NAME --name NAME', " +
       "or point --db or DATABASE_PATH at the gateway's database");
   }
-  let db: Db;
+  let stores: Stores;
   try {
-    db = openDb(path);
+    stores = openStores(target, { listen: false, log: { warn: () => {}, error: () => {} } });
   } catch (err) {
-    throw new Error(`${path}: ${describe(err)}`);
+    throw new Error(`${target.databaseUrl ? redactPgUrl(target.databaseUrl) : path}: ${describe(err)}`);
   }
   try {
-    const accounts = createAccounts(createKeyStore(db), createLimitStore(db), createUsageStore(db));
-    return work({ accounts, defaults: (scope) => configOnce().limits[scope], usageRows: createUsageLookup(db) });
+    const accounts = createAccounts(stores.keys, stores.limits, stores.usage);
+    return work({ accounts, defaults: (scope) => configOnce().limits[scope], usageRows: stores.usageRows });
   } finally {
-    db.close();
+    // The CLI writes no usage rows: nothing is left to wait for (a PostgreSQL bridge's worker ends with the process).
+    void stores.close();
   }
 }
 

@@ -5,9 +5,7 @@ import { createLimiter } from "../core/limiter.js";
 import { createPolicy } from "../core/policy.js";
 import { localQuota, type QuotaTicket } from "../core/quota.js";
 import type { Logger } from "../log.js";
-import { openDb } from "../storage/db.js";
-import { createLimitStore } from "../storage/limits.js";
-import { createUsageStore } from "../storage/usage.js";
+import { openStores } from "../storage/stores.js";
 import { primaryMetrics } from "./cluster-metrics.js";
 import { toWire, type ToPrimary, type ToWorker } from "./messages.js";
 
@@ -29,10 +27,11 @@ const EXIT_MARGIN_MS = 15_000;
  * that dies, and gives back what a dead worker held.
  */
 export async function startPrimary(config: Config, log: Logger, count: number): Promise<Primary> {
-  const db = openDb(config.databasePath);
-  const policy = createPolicy(createLimitStore(db), config.limits);
-  // Read-only use: budgets load what was spent so far from the usage table.
-  const usage = createUsageStore(db);
+  // Read-only use of usage: budgets load what was spent so far from the usage table.
+  const stores = openStores({ databasePath: config.databasePath, databaseUrl: config.database.url, databaseTimeoutMs: config.database.timeoutMs },
+    { listen: true, log });
+  const policy = createPolicy(stores.limits, config.limits);
+  const usage = stores.usage;
   const quota = localQuota(createLimiter(policy), createBudgets(policy, usage));
   const held = new Map<Worker, Map<number, QuotaTicket>>();
   let nextTicket = 1;
@@ -86,7 +85,7 @@ export async function startPrimary(config: Config, log: Logger, count: number): 
   } catch (err) {
     stopping = true;
     for (const w of held.keys()) w.kill("SIGKILL");
-    db.close();
+    await stores.close();
     throw err;
   }
   // Told over IPC rather than by signal: with a process-group signal each
@@ -105,7 +104,7 @@ export async function startPrimary(config: Config, log: Logger, count: number): 
         w.once("exit", () => { clearTimeout(force); resolve(); });
         tell(w, false);
       })));
-      db.close();
+      await stores.close();
     },
     hurry() {
       for (const w of held.keys()) tell(w, true);

@@ -48,7 +48,8 @@ export function looksLikeKey(token: string): boolean {
   return /^gw_(live|admin)_[0-9A-Za-z]{32}$/.test(token);
 }
 
-function randomId(prefix: string): string {
+/** An id for a row ("key_…", "usr_…"): random, so replicas never collide. */
+export function randomId(prefix: string): string {
   return `${prefix}_${randomBytes(9).toString("base64url")}`;
 }
 
@@ -61,6 +62,12 @@ function randomKey(kind: KeyKind): string {
     }
   }
   return PREFIX[kind] + out;
+}
+
+/** A new key and what is stored of it: its hash and the two ends shown in listings. */
+export function mintKey(kind: KeyKind): { key: string; hash: Buffer; prefix: string; last4: string } {
+  const key = randomKey(kind);
+  return { key, hash: hashKey(key), prefix: key.slice(0, PREFIX[kind].length + 4), last4: key.slice(-4) };
 }
 
 export interface KeyStore {
@@ -78,12 +85,14 @@ export interface KeyStore {
   countAdminKeys(): number;
 }
 
-interface Row {
+/** An api_keys row joined with its user's name, as both engines read it. */
+export interface KeyRow {
   id: string; user_id: string; user_name: string; name: string; kind: KeyKind; hash: Buffer;
   prefix: string; last4: string; created_at: number; revoked_at: number | null; replaced_by: string | null; cache: KeyCache;
 }
 
-const SELECT = `SELECT k.id, k.user_id, u.name AS user_name, k.name, k.kind, k.hash, k.prefix, k.last4,
+/** The columns of a KeyRow; PostgreSQL reads the same. */
+export const SELECT_KEYS = `SELECT k.id, k.user_id, u.name AS user_name, k.name, k.kind, k.hash, k.prefix, k.last4,
   k.created_at, k.revoked_at, k.replaced_by, k.cache FROM api_keys k JOIN users u ON u.id = k.user_id`;
 
 export function createKeyStore(db: Db, now: () => number = Date.now): KeyStore {
@@ -92,9 +101,9 @@ export function createKeyStore(db: Db, now: () => number = Date.now): KeyStore {
     insertUser: db.prepare("INSERT INTO users (id, name, created_at) VALUES (?, ?, ?)"),
     insertKey: db.prepare(`INSERT INTO api_keys (id, user_id, name, kind, hash, prefix, last4, created_at, cache)
       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-    byHash: db.prepare<[Buffer], Row>(`${SELECT} WHERE k.hash = ?`),
-    byId: db.prepare<[string], Row>(`${SELECT} WHERE k.id = ?`),
-    all: db.prepare<[], Row>(`${SELECT} ORDER BY k.created_at, k.id`),
+    byHash: db.prepare<[Buffer], KeyRow>(`${SELECT_KEYS} WHERE k.hash = ?`),
+    byId: db.prepare<[string], KeyRow>(`${SELECT_KEYS} WHERE k.id = ?`),
+    all: db.prepare<[], KeyRow>(`${SELECT_KEYS} ORDER BY k.created_at, k.id`),
     revoke: db.prepare("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL"),
     replaced: db.prepare("UPDATE api_keys SET replaced_by = ? WHERE id = ?"),
     setCache: db.prepare("UPDATE api_keys SET cache = ? WHERE id = ?"),
@@ -113,10 +122,10 @@ export function createKeyStore(db: Db, now: () => number = Date.now): KeyStore {
     const user = input.user.trim();
     if (!user) throw new Error("a key needs a user");
     const kind = input.kind ?? "client";
-    const key = randomKey(kind);
+    const minted = mintKey(kind);
     const id = randomId("key");
-    s.insertKey.run(id, ensureUser(user), input.name, kind, hashKey(key), key.slice(0, PREFIX[kind].length + 4), key.slice(-4), now(), input.cache ?? null);
-    return { key, record: toRecord(s.byId.get(id)!) };
+    s.insertKey.run(id, ensureUser(user), input.name, kind, minted.hash, minted.prefix, minted.last4, now(), input.cache ?? null);
+    return { key: minted.key, record: toRecord(s.byId.get(id)!) };
   });
 
   // Keys found by hash, valid while the database is unchanged: a revocation,
@@ -174,7 +183,7 @@ export function createKeyStore(db: Db, now: () => number = Date.now): KeyStore {
   };
 }
 
-function toRecord(r: Row): KeyRecord {
+export function toRecord(r: KeyRow): KeyRecord {
   return {
     id: r.id, userId: r.user_id, userName: r.user_name, name: r.name, kind: r.kind,
     display: `${r.prefix}…${r.last4}`, createdAt: r.created_at, revokedAt: r.revoked_at, replacedBy: r.replaced_by,

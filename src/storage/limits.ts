@@ -42,10 +42,34 @@ export interface LimitStore {
   dataVersion(): string;
 }
 
-const FIELDS = ["rpm", "tpm", "rpd", "concurrent"] as const;
+export const LIMIT_FIELDS = ["rpm", "tpm", "rpd", "concurrent"] as const;
+const FIELDS = LIMIT_FIELDS;
 
-interface LimitDbRow { scope: LimitScope; subject: string; rpm: number | null; tpm: number | null; rpd: number | null; concurrent: number | null }
-interface BudgetDbRow { scope: BudgetScope; subject: string; limit_pico: bigint; period: BudgetPeriod }
+/** A rate_limits row as read: SQLite gives numbers, PostgreSQL's BIGINT decimal strings. */
+export interface LimitDbRow { scope: LimitScope; subject: string; rpm: number | string | null; tpm: number | string | null; rpd: number | string | null; concurrent: number | string | null }
+export interface BudgetDbRow { scope: BudgetScope; subject: string; limit_pico: bigint | string; period: BudgetPeriod }
+
+/** The rows as the policy reads them, keyed `${scope}:${subject}`; an unset field inherits the default. */
+export function limitsByKey(rows: readonly LimitDbRow[]): Map<string, LimitRow> {
+  const out = new Map<string, LimitRow>();
+  for (const r of rows) {
+    const row: LimitRow = { scope: r.scope, subject: r.subject };
+    for (const f of FIELDS) if (r[f] !== null) row[f] = Number(r[f]);
+    out.set(`${r.scope}:${r.subject}`, row);
+  }
+  return out;
+}
+
+export function budgetsByKey(rows: readonly BudgetDbRow[]): Map<string, BudgetRow> {
+  const out = new Map<string, BudgetRow>();
+  for (const r of rows) out.set(`${r.scope}:${r.subject}`, { scope: r.scope, subject: r.subject, limitPico: BigInt(r.limit_pico), period: r.period });
+  return out;
+}
+
+/** Limits are whole numbers of requests or tokens, 0 for unlimited. */
+export function checkLimitValue(v: number | null): void {
+  if (v !== null && (!Number.isInteger(v) || v < 0)) throw new Error(`limits must be non-negative integers, got ${v}`);
+}
 
 export function createLimitStore(db: Db, now: () => number = Date.now): LimitStore {
   const version = dbVersion(db);
@@ -61,31 +85,15 @@ export function createLimitStore(db: Db, now: () => number = Date.now): LimitSto
     deleteBudget: db.prepare("DELETE FROM budgets WHERE scope = ? AND subject = ?"),
   };
   return {
-    limits() {
-      const out = new Map<string, LimitRow>();
-      for (const r of s.limits.all()) {
-        const row: LimitRow = { scope: r.scope, subject: r.subject };
-        for (const f of FIELDS) if (r[f] !== null) row[f] = r[f];
-        out.set(`${r.scope}:${r.subject}`, row);
-      }
-      return out;
-    },
+    limits: () => limitsByKey(s.limits.all()),
     setLimits: db.transaction((scope: LimitScope, subject: string, values: { [K in keyof LimitValues]?: number | null }) => {
       const current = s.getLimit.get(scope, subject);
       const merged = FIELDS.map((f) => (f in values ? values[f] ?? null : current?.[f] ?? null));
-      for (const v of merged) {
-        if (v !== null && (!Number.isInteger(v) || v < 0)) throw new Error(`limits must be non-negative integers, got ${v}`);
-      }
+      for (const v of merged) checkLimitValue(v === null ? null : Number(v));
       s.upsertLimit.run(scope, subject, ...merged, now());
       version.bump();
     }),
-    budgets() {
-      const out = new Map<string, BudgetRow>();
-      for (const r of s.budgets.all()) {
-        out.set(`${r.scope}:${r.subject}`, { scope: r.scope, subject: r.subject, limitPico: BigInt(r.limit_pico), period: r.period });
-      }
-      return out;
-    },
+    budgets: () => budgetsByKey(s.budgets.all()),
     setBudget(scope, subject, budget) {
       if (budget === null) s.deleteBudget.run(scope, subject);
       else s.upsertBudget.run(scope, subject, budget.limitPico, budget.period, now());

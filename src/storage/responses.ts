@@ -44,8 +44,8 @@ export interface ResponseStore {
   /** A stored item by its id, for item_reference: an item the gateway made, of a live response of this user. */
   item(itemId: string, userId: string): StoredItem | undefined;
   delete(id: string, userId: string): boolean;
-  /** Deletes expired responses; returns how many. */
-  sweep(): number;
+  /** Deletes expired responses; returns how many (on PostgreSQL, a promise of it). */
+  sweep(): number | Promise<number>;
 }
 
 export interface ResponseStoreOptions {
@@ -55,26 +55,45 @@ export interface ResponseStoreOptions {
 }
 
 /** Deleted per statement by a sweep, so one sweep never holds the write lock for long. */
-const SWEEP_BATCH = 500;
+export const SWEEP_BATCH = 500;
 
-export function createResponseStore(db: Db, { ttlMs, now = Date.now }: ResponseStoreOptions): ResponseStore {
+/** The row operations under a ResponseStore: SQLite's here, PostgreSQL's in pg/pg-responses.ts. */
+export interface ResponseRows {
+  /** All in one transaction; on PostgreSQL a promise of it. */
+  saveAll(batch: readonly SavedResponse[], ttlMs: number): void | Promise<void>;
+  /** The live (unexpired) response's row of that owner. */
+  row(id: string, userId: string, now: number): { items: string; body: string } | undefined;
+  remove(id: string, userId: string, now: number): boolean;
+  /** Deletes up to SWEEP_BATCH expired rows; how many. */
+  sweepBatch(now: number): number | Promise<number>;
+}
+
+export function createResponseStore(db: Db, options: ResponseStoreOptions): ResponseStore {
   const insert = db.prepare("INSERT INTO responses (id, user_id, created_at, expires_at, previous_id, body, items) VALUES (?, ?, ?, ?, ?, ?, ?)");
   const live = "id = ? AND user_id = ? AND expires_at > ?";
-  const getBody = db.prepare(`SELECT body FROM responses WHERE ${live}`).pluck();
   const getItems = db.prepare<[string, string, number], { items: string; body: string }>(`SELECT items, body FROM responses WHERE ${live}`);
   const remove = db.prepare(`DELETE FROM responses WHERE ${live}`);
   const expired = db.prepare(`DELETE FROM responses WHERE id IN (SELECT id FROM responses WHERE expires_at <= ? LIMIT ${SWEEP_BATCH})`);
-
   // One row a response: a row per item made each save several random-place
   // index writes, which the commit paid for (see responses/ids.ts too).
-  const saveAll = db.transaction((batch: readonly SavedResponse[]) => {
+  const saveAll = db.transaction((batch: readonly SavedResponse[], ttlMs: number) => {
     for (const r of batch) {
       insert.run(r.id, r.userId, r.createdAt, r.createdAt + ttlMs, r.previousId, r.body, JSON.stringify(r.input));
     }
   });
+  return responseStoreOn({
+    saveAll,
+    row: (id, userId, now) => getItems.get(id, userId, now),
+    remove: (id, userId, now) => remove.run(id, userId, now).changes > 0,
+    sweepBatch: (now) => expired.run(now).changes,
+  }, options);
+}
+
+/** The store over either engine's rows: batching of saves, conversations, paging, item lookup. */
+export function responseStoreOn(rows: ResponseRows, { ttlMs, now = Date.now }: ResponseStoreOptions): ResponseStore {
   /** The conversation: the input items, then the output items (kept once, in the body). */
   const itemsOf = (id: string, userId: string): { items: StoredItem[]; inputCount: number } | undefined => {
-    const row = getItems.get(id, userId, now());
+    const row = rows.row(id, userId, now());
     if (!row) return undefined;
     const input = JSON.parse(row.items) as StoredItem[];
     const { output } = JSON.parse(row.body) as { output: StoredItem[] };
@@ -88,13 +107,20 @@ export function createResponseStore(db: Db, { ttlMs, now = Date.now }: ResponseS
     const settle = waiting;
     queued = [];
     waiting = [];
-    try {
-      saveAll(batch);
-    } catch (err) {
+    const fail = (err: unknown) => {
       for (const w of settle) w.reject(err);
-      return;
+    };
+    const done = () => {
+      for (const w of settle) w.resolve();
+    };
+    let saved: void | Promise<void>;
+    try {
+      saved = rows.saveAll(batch, ttlMs);
+    } catch (err) {
+      return fail(err);
     }
-    for (const w of settle) w.resolve();
+    if (saved) saved.then(done, fail);
+    else done();
   };
 
   return {
@@ -104,8 +130,8 @@ export function createResponseStore(db: Db, { ttlMs, now = Date.now }: ResponseS
       if (queued.length === 1) setImmediate(flush);
     }),
     get(id, userId) {
-      const body = getBody.get(id, userId, now()) as string | undefined;
-      return body === undefined ? undefined : JSON.parse(body);
+      const row = rows.row(id, userId, now());
+      return row === undefined ? undefined : JSON.parse(row.body);
     },
     conversation: (id, userId) => itemsOf(id, userId)?.items,
     inputItems(id, userId, { after, limit, order }) {
@@ -128,14 +154,17 @@ export function createResponseStore(db: Db, { ttlMs, now = Date.now }: ResponseS
       const items = responseId === undefined ? undefined : itemsOf(responseId, userId)?.items;
       return items?.findLast((item) => item.id === itemId);
     },
-    delete: (id, userId) => remove.run(id, userId, now()).changes > 0,
+    delete: (id, userId) => rows.remove(id, userId, now()),
     sweep() {
       let total = 0;
-      for (;;) {
-        const { changes } = expired.run(now());
+      const more = (changes: number): number | Promise<number> => {
         total += changes;
         if (changes < SWEEP_BATCH) return total;
-      }
+        const next = rows.sweepBatch(now());
+        return typeof next === "number" ? more(next) : next.then(more);
+      };
+      const first = rows.sweepBatch(now());
+      return typeof first === "number" ? more(first) : first.then(more);
     },
   };
 }
@@ -144,7 +173,8 @@ export function createResponseStore(db: Db, { ttlMs, now = Date.now }: ResponseS
 export function sweepResponses(store: ResponseStore, everyMs: number, onError: (err: unknown) => void): () => void {
   const run = () => {
     try {
-      store.sweep();
+      const swept = store.sweep();
+      if (typeof swept !== "number") swept.catch(onError);
     } catch (err) {
       // A locked or full database: the next sweep tries again; reads ignore expired rows meanwhile.
       onError(err);

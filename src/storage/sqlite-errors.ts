@@ -1,5 +1,6 @@
 import Database from "better-sqlite3";
 import { GatewayError } from "../errors.js";
+import { describePgError, isPgUnavailable } from "./pg/pg-errors.js";
 
 /**
  * Result codes (extended ones included, e.g. SQLITE_IOERR_WRITE) that mean
@@ -22,8 +23,9 @@ export function isWriteRefusal(err: unknown): boolean {
 }
 
 /** "database or disk is full (SQLITE_FULL)": SQLite's own words and its code, which hold no paths or data. */
-export function describeSqliteError(err: unknown): string {
+export function describeStorageError(err: unknown): string {
   const code = sqliteCode(err);
+  if (code === undefined) return describePgError(err);
   const message = err instanceof Error ? err.message : String(err);
   return code ? `${message} (${code})` : message;
 }
@@ -31,13 +33,15 @@ export function describeSqliteError(err: unknown): string {
 /**
  * A storage failure as the error vocabulary's `storage_unavailable`, so an
  * admin call or the CLI says what failed instead of "internal error".
+ * The same for PostgreSQL (DATABASE_URL) down, slow or refusing writes.
  * Undefined for anything else (a bug stays `internal`).
  */
 export function storageErrorOf(err: unknown): GatewayError | undefined {
+  if (isPgUnavailable(err)) return new GatewayError("storage_unavailable", `PostgreSQL is unavailable: ${describePgError(err)}`, { cause: err });
   if (!isWriteRefusal(err)) return undefined;
   const code = sqliteCode(err)!;
   const what = /^SQLITE_(BUSY|LOCKED)/.test(code) ? "the database is locked by another connection"
     : code.startsWith("SQLITE_CANTOPEN") ? "the database cannot be opened"
     : "the database refused the write";
-  return new GatewayError("storage_unavailable", `${what}: ${describeSqliteError(err)}`, { cause: err });
+  return new GatewayError("storage_unavailable", `${what}: ${describeStorageError(err)}`, { cause: err });
 }

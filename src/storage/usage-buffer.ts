@@ -1,7 +1,12 @@
 import type { Logger } from "../log.js";
-import { describeSqliteError } from "./sqlite-errors.js";
+import { describeStorageError } from "./sqlite-errors.js";
 import type { UsageRecord } from "./usage.js";
-import type { UsageWriter } from "./usage-writer.js";
+
+/** What the buffer retries through: SQLite answers at once, PostgreSQL later (storage/pg/pg-usage.ts). */
+export interface HeldRowsWriter {
+  /** Writes the rows without waiting on another writer's lock; the error if the database refused them (none written), else undefined. */
+  commitNoWait(rows: readonly UsageRecord[]): unknown;
+}
 
 /** What an operator needs to know about usage recording (for health checks and logs). */
 export interface UsageHealth {
@@ -31,8 +36,8 @@ export interface RetryBuffer {
   onAvailabilityChange(listener: (available: boolean) => void): () => void;
   /** A request was turned away (or its row not kept) because the buffer is full. */
   countUnrecorded(): void;
-  /** One last attempt (at shutdown); rows still refused are reported lost. */
-  close(): void;
+  /** One last attempt (at shutdown); rows still refused are reported lost. Returns a promise when the writer answers later. */
+  close(): void | Promise<void>;
 }
 
 export interface RetryOptions {
@@ -56,7 +61,7 @@ const MIN_HARD_LIMIT = 1_024;
  * kept, up to a hard limit of twice the capacity (at least 1024), past which the loss is
  * logged with its count. Nothing here is ever dropped silently.
  */
-export function createRetryBuffer(writer: UsageWriter, options: RetryOptions): RetryBuffer {
+export function createRetryBuffer(writer: HeldRowsWriter, options: RetryOptions): RetryBuffer {
   const { capacity, log } = options;
   const firstMs = options.firstMs ?? 50;
   const maxMs = options.maxMs ?? 1_000;
@@ -98,39 +103,68 @@ export function createRetryBuffer(writer: UsageWriter, options: RetryOptions): R
     delay = Math.min(delay * 2, maxMs);
   };
 
-  /** Writes held rows, oldest first, until none is left or the database refuses again; true if none is left. */
-  const drain = (): boolean => {
+  /**
+   * Writes held rows, oldest first, until none is left or the database
+   * refuses again; true if none is left. With a writer that answers later,
+   * a promise of the same; rows held meanwhile join the end of the queue.
+   */
+  const drain = (): boolean | Promise<boolean> => {
     while (held.length) {
       const chunk = held.slice(0, CHUNK);
-      const err = writer.commitNoWait(chunk);
-      if (err !== undefined) {
-        lastError = describeSqliteError(err);
-        return false;
-      }
-      held.splice(0, chunk.length);
+      const err = writer.commitNoWait(chunk) as unknown;
+      if (isThenable(err)) return Promise.resolve(err).then((e) => (written(chunk, e) ? drain() : false));
+      if (!written(chunk, err)) return false;
     }
     return true;
   };
+  const written = (chunk: readonly UsageRecord[], err: unknown): boolean => {
+    if (err !== undefined) {
+      lastError = describeStorageError(err);
+      return false;
+    }
+    held.splice(0, chunk.length);
+    return true;
+  };
 
+  // While an answer is awaited, `retrying` stands in for the timer: no second drain starts.
+  let retrying = false;
   function retry() {
     timer = undefined;
     const count = held.length;
-    if (drain()) {
-      log.warn(`usage: the database accepts writes again; ${count} held usage row(s) committed after ${((now() - heldSince) / 1000).toFixed(1)} s`);
-      lastError = undefined;
-      delay = firstMs;
-    } else {
-      schedule();
-    }
-    changed();
+    const after = (ok: boolean) => {
+      if (ok) {
+        log.warn(`usage: the database accepts writes again; ${count} held usage row(s) committed after ${((now() - heldSince) / 1000).toFixed(1)} s`);
+        lastError = undefined;
+        delay = firstMs;
+      } else {
+        schedule();
+      }
+      changed();
+    };
+    const ok = drain();
+    if (typeof ok === "boolean") return after(ok);
+    retrying = true;
+    void ok.then((done) => {
+      retrying = false;
+      after(done);
+    });
   }
+
+  const dropAtShutdown = (ok: boolean) => {
+    if (!ok && held.length) {
+      lost += held.length;
+      log.error(`usage: ${held.length} usage record(s) lost at shutdown: the database still refuses writes (${lastError})`);
+      held.length = 0;
+    }
+    unrecorded.flush();
+  };
 
   return {
     get rows() {
       return held;
     },
     hold(rows, err) {
-      if (err !== undefined) lastError = describeSqliteError(err);
+      if (err !== undefined) lastError = describeStorageError(err);
       if (!held.length) {
         heldSince = now();
         log.warn(`usage: the database refuses writes (${lastError}); holding usage rows in memory (up to ${capacity}) and retrying`);
@@ -141,7 +175,7 @@ export function createRetryBuffer(writer: UsageWriter, options: RetryOptions): R
         log.error(`usage: ${rows.length - room} usage record(s) lost: the retry buffer is at its hard limit of ${hardLimit} rows (twice USAGE_BUFFER_ROWS, at least 1024) and the database refuses writes (${lastError})`);
       }
       for (let i = 0; i < Math.min(room, rows.length); i++) held.push(rows[i]!);
-      if (!timer && held.length) schedule();
+      if (!timer && !retrying && held.length) schedule();
       changed();
     },
     available,
@@ -154,15 +188,14 @@ export function createRetryBuffer(writer: UsageWriter, options: RetryOptions): R
     close() {
       if (timer) clearTimeout(timer);
       timer = undefined;
-      if (held.length && !drain()) {
-        lost += held.length;
-        log.error(`usage: ${held.length} usage record(s) lost at shutdown: the database still refuses writes (${lastError})`);
-        held.length = 0;
-      }
-      unrecorded.flush();
+      const ok = held.length ? drain() : true;
+      if (typeof ok === "boolean") return dropAtShutdown(ok);
+      return ok.then(dropAtShutdown, () => dropAtShutdown(false));
     },
   };
 }
+
+const isThenable = (v: unknown): v is PromiseLike<unknown> => typeof (v as PromiseLike<unknown> | undefined)?.then === "function";
 
 /** Counts refusals that leave no row, logging them at most once every 10 s (and once more after the last). */
 function createUnrecordedReport(log: Pick<Logger, "error">, why: () => string, now: () => number) {

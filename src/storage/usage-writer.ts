@@ -18,6 +18,22 @@ export interface UsageWriter {
   readonly counts: { readonly written: number; readonly rejected: number };
 }
 
+/** The usage table's columns a row fills, in order, with their PostgreSQL types (storage/pg/pg-usage.ts). */
+export const USAGE_COLUMNS = [
+  ["ts", "bigint"], ["key_id", "text"], ["user_id", "text"], ["protocol", "text"], ["requested_model", "text"], ["model", "text"],
+  ["upstream_model", "text"], ["provider", "text"], ["prompt_tokens", "int"], ["completion_tokens", "int"], ["cached_tokens", "int"],
+  ["reasoning_tokens", "int"], ["cost_pico", "bigint"], ["latency_ms", "float8"], ["ttft_ms", "float8"], ["status", "text"],
+  ["error_kind", "text"], ["estimated", "int"], ["attempts", "int"], ["usage_clamped", "int"], ["request_id", "text"],
+  ["operation", "text"], ["saved_pico", "bigint"],
+] as const;
+
+/** A row's values in USAGE_COLUMNS order. */
+export function usageValues(r: UsageRecord): unknown[] {
+  return [r.ts, r.keyId, r.userId, r.protocol, r.requestedModel, r.model, r.upstreamModel,
+    r.provider, r.promptTokens, r.completionTokens, r.cachedTokens, r.reasoningTokens, r.costPico, r.latencyMs, r.ttftMs,
+    r.status, r.errorKind, r.estimated ? 1 : 0, r.attempts, r.clamped ? 1 : 0, r.requestId ?? null, r.operation ?? "chat", r.savedPico ?? 0n];
+}
+
 /**
  * Isolation of bad rows: if the batch transaction fails for a reason of its
  * own (a value SQLite cannot store, a constraint), the batch is written again
@@ -26,12 +42,8 @@ export interface UsageWriter {
  * its batch with it, and the batch still costs one commit.
  */
 export function createUsageWriter(db: Db, onLost: LostRows): UsageWriter {
-  const insert = db.prepare(`INSERT INTO usage (ts, key_id, user_id, protocol, requested_model, model, upstream_model,
-    provider, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, cost_pico, latency_ms, ttft_ms,
-    status, error_kind, estimated, attempts, usage_clamped, request_id, operation, saved_pico) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
-  const run = (r: UsageRecord) => insert.run(r.ts, r.keyId, r.userId, r.protocol, r.requestedModel, r.model, r.upstreamModel,
-    r.provider, r.promptTokens, r.completionTokens, r.cachedTokens, r.reasoningTokens, r.costPico, r.latencyMs, r.ttftMs,
-    r.status, r.errorKind, r.estimated ? 1 : 0, r.attempts, r.clamped ? 1 : 0, r.requestId ?? null, r.operation ?? "chat", r.savedPico ?? 0n);
+  const insert = db.prepare(`INSERT INTO usage (${USAGE_COLUMNS.map(([c]) => c).join(", ")}) VALUES (${USAGE_COLUMNS.map(() => "?").join(", ")})`);
+  const run = (r: UsageRecord) => insert.run(...usageValues(r));
 
   const writeAll = db.transaction((rows: readonly UsageRecord[]) => {
     for (const r of rows) run(r);

@@ -86,15 +86,24 @@ export interface UsageStore {
   rowCounts(): { pending: number; written: number; lost: number };
   /** Counts a request turned away without a row because the store is unavailable (logged at most every 10 s). */
   countUnrecorded(): void;
-  /** Commits what is queued and makes one last attempt at held rows; what is still refused is logged as lost. */
-  close(): void;
+  /**
+   * Commits what is queued and makes one last attempt at held rows; what is
+   * still refused is logged as lost. On PostgreSQL it resolves once the server
+   * has answered; on SQLite it is done when it returns.
+   */
+  close(): void | Promise<void>;
 }
 
 const MAX_BATCH = 512;
 
 const lostLine = (err: unknown, rows: number, row?: UsageRecord) =>
   `${rows} usage record(s) lost: ${err instanceof Error ? err.message : String(err)}${row ? ` (${describeRecord(row)})` : ""}`;
-const lostToStderr: LostRows = (err, rows, row) => process.stderr.write(`gatewayz: ${lostLine(err, rows, row)}\n`);
+
+/** Where rows no database will take are told: the log at error when there is one, else stderr. */
+export function lostRowsReporter(log: Pick<Logger, "error"> | undefined): LostRows {
+  return log ? (err, rows, row) => log.error(`usage: ${lostLine(err, rows, row)}`)
+    : (err, rows, row) => process.stderr.write(`gatewayz: ${lostLine(err, rows, row)}\n`);
+}
 
 /** A row's fields that identify it without any secret (ids, never keys; no prompt), for the log of a lost row. */
 export function describeRecord(r: UsageRecord): string {
@@ -133,7 +142,7 @@ export interface UsageStoreOptions {
  */
 export function createUsageStore(db: Db, options: UsageStoreOptions = {}): UsageStore {
   const log = options.log ?? stderrLog;
-  const onLost: LostRows = options.onLost ?? (options.log ? (err, rows, row) => log.error(`usage: ${lostLine(err, rows, row)}`) : lostToStderr);
+  const onLost: LostRows = options.onLost ?? lostRowsReporter(options.log);
   const writer = createUsageWriter(db, onLost);
   const buffer = createRetryBuffer(writer, {
     capacity: options.bufferRows ?? 10_000, log, firstMs: options.retryMs?.first, maxMs: options.retryMs?.max,
@@ -204,7 +213,8 @@ export function createUsageStore(db: Db, options: UsageStoreOptions = {}): Usage
 
 const RESOLVED = Promise.resolve();
 
-const stderrLog: Pick<Logger, "warn" | "error"> = {
+/** The usage stores' log when they are given none. */
+export const stderrLog: Pick<Logger, "warn" | "error"> = {
   warn: (m) => process.stderr.write(`gatewayz: ${m}\n`),
   error: (m) => process.stderr.write(`gatewayz: ${m}\n`),
 };

@@ -1,5 +1,5 @@
 import type { Db } from "./db.js";
-import { describeSqliteError } from "./sqlite-errors.js";
+import { describeStorageError } from "./sqlite-errors.js";
 
 /** Whether the database takes writes now: what readiness asks before it says "ready". */
 export interface WriteCheck {
@@ -38,7 +38,7 @@ export function createWriteCheck(db: Db, { maxAgeMs = 1_000, now = Date.now }: W
         write.run(at);
         lastError = undefined;
       } catch (err) {
-        lastError = describeSqliteError(err);
+        lastError = describeStorageError(err);
       }
       return lastError === undefined;
     },

@@ -1,0 +1,189 @@
+import { createRetryBuffer } from "../usage-buffer.js";
+import type { UsageGroup, UsageRecord, UsageStore, UsageStoreOptions, UsageSummaryRow } from "../usage.js";
+import { USAGE_COLUMNS, usageValues, type LostRows } from "../usage-writer.js";
+import { lostRowsReporter, stderrLog } from "../usage.js";
+import { isPgRowError } from "./pg-errors.js";
+import type { SyncPg } from "./sync-pg.js";
+
+const MAX_BATCH = 512;
+
+/**
+ * One statement whatever the batch's size: each column goes as one array
+ * parameter and unnest() turns them back into rows, so the server plans it
+ * once and a batch costs one round trip.
+ */
+const INSERT_BATCH = `INSERT INTO usage (${USAGE_COLUMNS.map(([c]) => c).join(", ")})
+  SELECT * FROM unnest(${USAGE_COLUMNS.map(([, type], i) => `$${i + 1}::${type}[]`).join(", ")})`;
+const INSERT_ONE = `INSERT INTO usage (${USAGE_COLUMNS.map(([c]) => c).join(", ")})
+  VALUES (${USAGE_COLUMNS.map(([, type], i) => `$${i + 1}::${type}`).join(", ")})`;
+
+const GROUP_SQL: Record<UsageGroup, string> = {
+  key: "COALESCE(key_id, '(none)')",
+  user: "COALESCE(user_id, '(none)')",
+  model: "COALESCE(model, requested_model)",
+  day: "to_char(to_timestamp(ts / 1000.0) AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+};
+
+/** PostgreSQL's text columns cannot hold U+0000; a model name a client sent with one is kept with U+FFFD in its place. */
+const NUL = /\u0000/g;
+const text = (v: unknown): unknown => (typeof v === "string" && v.includes("\u0000") ? v.replace(NUL, "\uFFFD") : v);
+
+/**
+ * The usage store on PostgreSQL (DATABASE_URL). Rows are batched as in the
+ * SQLite store, one INSERT per event-loop turn (or per 512 rows), but the
+ * INSERT is asynchronous: batches go out while requests are served, and
+ * committed() resolves when the server has acknowledged the batch that holds
+ * the rows. A request awaits that before its answer goes out, so a replica
+ * killed with SIGKILL loses only the rows of requests it had not answered:
+ * those of the batches queued or in flight. Rows PostgreSQL refuses (it is
+ * down, slow past its timeout, read-only) go to the same bounded retry
+ * buffer as SQLite's, retried without blocking the event loop.
+ */
+export function createPgUsageStore(pg: SyncPg, options: UsageStoreOptions = {}): UsageStore {
+  const log = options.log ?? stderrLog;
+  const onLost: LostRows = options.onLost ?? lostRowsReporter(options.log);
+  const counts = { written: 0, rejected: 0 };
+
+  /** The batch in one statement; if a row of it is wrong, each row alone, so that one bad row loses only itself. */
+  const write = async (rows: readonly UsageRecord[]): Promise<unknown> => {
+    try {
+      await pg.queryAsync(INSERT_BATCH, columnsOf(rows));
+      counts.written += rows.length;
+      return undefined;
+    } catch (err) {
+      if (!isPgRowError(err)) return err;
+    }
+    for (let i = 0; i < rows.length; i++) {
+      try {
+        await pg.queryAsync(INSERT_ONE, usageValues(rows[i]!).map(text));
+        counts.written++;
+      } catch (err) {
+        if (isPgRowError(err)) {
+          counts.rejected++;
+          onLost(err, 1, rows[i]);
+          continue;
+        }
+        // Refused part-way: what is written stays written; the rest is held.
+        buffer.hold(rows.slice(i), err);
+        return undefined;
+      }
+    }
+    return undefined;
+  };
+  const buffer = createRetryBuffer({ commitNoWait: write }, {
+    capacity: options.bufferRows ?? 10_000, log, firstMs: options.retryMs?.first, maxMs: options.retryMs?.max,
+  });
+
+  let queued: UsageRecord[] = [];
+  let next: { promise: Promise<void>; resolve: () => void } | undefined;
+  /** Batches sent and not yet answered, each with its rows (spent() counts them). */
+  const inFlight = new Map<Promise<void>, readonly UsageRecord[]>();
+
+  const flush = () => {
+    const rows = queued;
+    const done = next;
+    queued = [];
+    next = undefined;
+    if (!rows.length) return done?.resolve();
+    // Behind held rows, new ones wait their turn: only the retry timer tries the database then.
+    if (buffer.rows.length) {
+      buffer.hold(rows);
+      return done?.resolve();
+    }
+    const sent: Promise<void> = write(rows).then((refused) => {
+      if (refused !== undefined) buffer.hold(rows, refused);
+    }, (err: unknown) => buffer.hold(rows, err)).finally(() => {
+      inFlight.delete(sent);
+      done?.resolve();
+    });
+    inFlight.set(sent, rows);
+  };
+
+  const reads = createPgUsageReads(pg);
+  const unsent = function* (): Generator<UsageRecord> {
+    yield* queued;
+    for (const rows of inFlight.values()) yield* rows;
+    yield* buffer.rows;
+  };
+
+  return {
+    insert(r) {
+      queued.push(r);
+      if (queued.length === 1) setImmediate(flush);
+      else if (queued.length >= MAX_BATCH) flush();
+    },
+    committed() {
+      if (queued.length) {
+        if (!next) {
+          let resolve!: () => void;
+          const promise = new Promise<void>((r) => (resolve = r));
+          next = { promise, resolve };
+        }
+        return next.promise;
+      }
+      if (!inFlight.size) return RESOLVED;
+      return Promise.all(inFlight.keys()).then(() => {});
+    },
+    flush,
+    summary: (by, filter = {}) => reads.summary(by, filter),
+    spent(scope, subject, since) {
+      // Rows not committed yet count too; a batch committing at this moment may count twice, never not at all.
+      let pending = 0n;
+      for (const r of unsent()) {
+        if (r.ts >= since && (scope === "key" ? r.keyId : r.userId) === subject) pending += r.costPico;
+      }
+      return reads.spent(scope, subject, since) + pending;
+    },
+    count: () => reads.count(),
+    available: () => buffer.available(),
+    onAvailabilityChange: (listener) => buffer.onAvailabilityChange(listener),
+    health: () => buffer.health(),
+    rowCounts: () => {
+      let pending = queued.length + buffer.rows.length;
+      for (const rows of inFlight.values()) pending += rows.length;
+      return { pending, written: counts.written, lost: buffer.health().lost + counts.rejected };
+    },
+    countUnrecorded: () => buffer.countUnrecorded(),
+    async close() {
+      flush();
+      await Promise.all(inFlight.keys());
+      await buffer.close();
+    },
+  };
+}
+
+const RESOLVED = Promise.resolve();
+
+/** The batch as one array a column, in USAGE_COLUMNS order. */
+function columnsOf(rows: readonly UsageRecord[]): unknown[][] {
+  const columns: unknown[][] = USAGE_COLUMNS.map(() => new Array<unknown>(rows.length));
+  for (let i = 0; i < rows.length; i++) {
+    const values = usageValues(rows[i]!);
+    for (let c = 0; c < values.length; c++) columns[c]![i] = text(values[c]);
+  }
+  return columns;
+}
+
+interface SummaryRaw { grp: string; requests: string; errors: string; cached: string; prompt: string | null; completion: string | null; cost: string | null; saved: string | null }
+
+/** The read side, as createUsageReads in storage/usage.ts: sums come back as exact decimal strings. */
+function createPgUsageReads(pg: SyncPg) {
+  return {
+    summary(by: UsageGroup, filter: { since?: number; until?: number; userId?: string; keyId?: string }): UsageSummaryRow[] {
+      const rows = pg.query<SummaryRaw>(
+        `SELECT ${GROUP_SQL[by]} AS grp, COUNT(*) AS requests, COUNT(*) FILTER (WHERE status NOT IN ('ok', 'cached')) AS errors,
+           COUNT(*) FILTER (WHERE status = 'cached') AS cached, SUM(prompt_tokens) AS prompt, SUM(completion_tokens) AS completion,
+           SUM(cost_pico) AS cost, SUM(saved_pico) AS saved
+         FROM usage WHERE ts >= $1 AND ts < $2 AND ($3::text IS NULL OR user_id = $3) AND ($4::text IS NULL OR key_id = $4)
+         GROUP BY grp ORDER BY ${GROUP_SQL[by]} COLLATE "C"`,
+        [filter.since ?? 0, filter.until ?? Number.MAX_SAFE_INTEGER, filter.userId ?? null, filter.keyId ?? null]);
+      return rows.map((r) => ({
+        group: r.grp, requests: Number(r.requests), errors: Number(r.errors), cached: Number(r.cached),
+        promptTokens: Number(r.prompt ?? 0), completionTokens: Number(r.completion ?? 0), costPico: BigInt(r.cost ?? 0), savedPico: BigInt(r.saved ?? 0),
+      }));
+    },
+    spent: (scope: "key" | "user", subject: string, since: number): bigint => BigInt(pg.query<{ c: string }>(
+      `SELECT COALESCE(SUM(cost_pico), 0) AS c FROM usage WHERE ${scope === "key" ? "key_id" : "user_id"} = $1 AND ts >= $2`, [subject, since])[0]!.c),
+    count: (): number => Number(pg.query<{ n: string }>("SELECT COUNT(*) AS n FROM usage")[0]!.n),
+  };
+}
