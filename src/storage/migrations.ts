@@ -121,4 +121,12 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE usage ADD COLUMN saved_pico INTEGER NOT NULL DEFAULT 0;
   ALTER TABLE api_keys ADD COLUMN cache TEXT CHECK (cache IN ('off', 'on'));
   `,
+  // 9: a usage row's own id, for writers that may send a row again after an
+  // answer was lost (PostgreSQL's, storage/pg/pg-usage.ts: a batch timed out
+  // may still have committed). SQLite's writer never does, and leaves it NULL,
+  // which the partial index does not hold.
+  `
+  ALTER TABLE usage ADD COLUMN row_uid TEXT;
+  CREATE UNIQUE INDEX usage_row_uid ON usage(row_uid) WHERE row_uid IS NOT NULL;
+  `,
 ];

@@ -24,14 +24,14 @@ export const USAGE_COLUMNS = [
   ["upstream_model", "text"], ["provider", "text"], ["prompt_tokens", "int"], ["completion_tokens", "int"], ["cached_tokens", "int"],
   ["reasoning_tokens", "int"], ["cost_pico", "bigint"], ["latency_ms", "float8"], ["ttft_ms", "float8"], ["status", "text"],
   ["error_kind", "text"], ["estimated", "int"], ["attempts", "int"], ["usage_clamped", "int"], ["request_id", "text"],
-  ["operation", "text"], ["saved_pico", "bigint"],
+  ["operation", "text"], ["saved_pico", "bigint"], ["row_uid", "uuid"],
 ] as const;
 
 /** A row's values in USAGE_COLUMNS order. */
 export function usageValues(r: UsageRecord): unknown[] {
   return [r.ts, r.keyId, r.userId, r.protocol, r.requestedModel, r.model, r.upstreamModel,
     r.provider, r.promptTokens, r.completionTokens, r.cachedTokens, r.reasoningTokens, r.costPico, r.latencyMs, r.ttftMs,
-    r.status, r.errorKind, r.estimated ? 1 : 0, r.attempts, r.clamped ? 1 : 0, r.requestId ?? null, r.operation ?? "chat", r.savedPico ?? 0n];
+    r.status, r.errorKind, r.estimated ? 1 : 0, r.attempts, r.clamped ? 1 : 0, r.requestId ?? null, r.operation ?? "chat", r.savedPico ?? 0n, r.rowUid ?? null];
 }
 
 /**

@@ -36,6 +36,8 @@ export interface UsageRecord {
   operation?: Operation;
   /** Status cached: what the replayed answer cost when it was made (the row's own cost is 0). */
   savedPico?: bigint;
+  /** Set by a store that may send a row twice (PostgreSQL's): the second copy is not written. */
+  rowUid?: string;
 }
 
 /** The kinds of request a usage row can record. */

@@ -11,65 +11,70 @@ import pricingData from "../../src/data/pricing.json" with { type: "json" };
 import { createCatalog, type CatalogRow, type RouteRows } from "../../src/core/catalog.js";
 import { createPriceBook, type PriceRow } from "../../src/core/pricing.js";
 import routesData from "../../src/data/routes.json" with { type: "json" };
-import { openDb } from "../../src/storage/db.js";
-import { createKeyStore, hashKey } from "../../src/storage/keys.js";
-import { createLimitStore, type LimitValues } from "../../src/storage/limits.js";
+import type { LimitValues } from "../../src/storage/limits.js";
+import { openStores, type StoreTarget, type Stores } from "../../src/storage/stores.js";
 import { useBundledReplicas } from "../support/bundled-replicas.js";
 import type { GatewayChild } from "../support/gateway-child.js";
 import { startTestGateway } from "../support/gateway.js";
+import { startPostgres } from "../support/postgres.js";
 import { startRedis, type TestRedis } from "../support/redis.js";
+import { usageByStatus } from "../support/shared-usage.js";
 
 const MODEL = "qwen-max";
 const suite = useBundledReplicas();
 
-interface Replicas { urls: string[]; key: string; keyId: string; dbPath: string; all: GatewayChild[] }
+type Engine = "sqlite" | "postgres";
+interface Replicas { urls: string[]; key: string; keyId: string; target: StoreTarget; all: GatewayChild[] }
 
-/** Three gateways on the first one's database and one Redis; `node` options go before the bundle (a skewed clock). */
-async function replicas(redis: TestRedis, env: Record<string, string> = {}, nodeOptions: string[][] = [[], [], []]): Promise<Replicas> {
+const quiet = { warn: () => {}, error: () => {} };
+
+/** The shared database, opened as the CLI opens it, for the length of `fn`. */
+async function withStores<T>(target: StoreTarget, fn: (stores: Stores) => T): Promise<T> {
+  const stores = openStores(target, { listen: false, log: quiet });
+  try {
+    return fn(stores);
+  } finally {
+    await stores.close();
+  }
+}
+
+/**
+ * Three gateways on one database and one Redis: the first one's SQLite file,
+ * or a fresh PostgreSQL (DATABASE_URL, the key created in it first); `node`
+ * options go before the bundle (a skewed clock).
+ */
+async function replicas(engine: Engine, redis: TestRedis, env: Record<string, string> = {}, nodeOptions: string[][] = [[], [], []]): Promise<Replicas> {
   const common = { REDIS_URL: redis.url, REDIS_TIMEOUT_MS: "500", ...env };
+  if (engine === "postgres") {
+    const target = { databasePath: "", databaseUrl: (await startPostgres()).url };
+    const created = await withStores(target, (s) => s.keys.create({ user: "replicas", name: "replicas" }));
+    const all = await Promise.all(nodeOptions.map((opts) => suite.start({ ...common, DATABASE_URL: target.databaseUrl }, opts)));
+    return { urls: all.map((c) => c.url), key: created.key, keyId: created.record.id, target, all };
+  }
   const first = await suite.start(common, nodeOptions[0]);
   const rest = await Promise.all(nodeOptions.slice(1).map((opts) => suite.start({ ...common, DATABASE_PATH: first.dbPath }, opts)));
   const all = [first, ...rest];
-  const db = openDb(first.dbPath);
-  try {
-    const keyId = createKeyStore(db).findByHash(hashKey(first.key))!.id;
-    return { urls: all.map((c) => c.url), key: first.key, keyId, dbPath: first.dbPath, all };
-  } finally {
-    db.close();
-  }
+  const target = { databasePath: first.dbPath };
+  const keyId = await withStores(target, (s) => s.keys.list().find((k) => k.userName === "shutdown")!.id);
+  return { urls: all.map((c) => c.url), key: first.key, keyId, target, all };
 }
 
 /** Sets the key's limits (and budget) in the shared database, as the CLI would: every replica reads them on its next request. */
-function limit(r: Replicas, values: LimitValues, budgetPico?: bigint): void {
-  const db = openDb(r.dbPath);
-  try {
-    const store = createLimitStore(db);
-    store.setLimits("key", r.keyId, values);
-    if (budgetPico !== undefined) store.setBudget("key", r.keyId, { limitPico: budgetPico, period: "total" });
-  } finally {
-    db.close();
-  }
+async function limit(r: Replicas, values: LimitValues, budgetPico?: bigint): Promise<void> {
+  await withStores(r.target, (s) => {
+    s.limits.setLimits("key", r.keyId, values);
+    if (budgetPico !== undefined) s.limits.setBudget("key", r.keyId, { limitPico: budgetPico, period: "total" });
+  });
+  // On PostgreSQL the replicas take the change in by NOTIFY, within milliseconds; a moment for it.
+  if (r.target.databaseUrl) await new Promise((done) => setTimeout(done, 150));
 }
 
 /** What the key's usage rows cost so far (each request's row is committed before its answer). */
-function spentSoFar(r: Replicas): bigint {
-  const db = openDb(r.dbPath);
-  try {
-    return (db.prepare("SELECT SUM(cost_pico) AS c FROM usage WHERE key_id = ?").safeIntegers(true).get(r.keyId) as { c: bigint }).c;
-  } finally {
-    db.close();
-  }
+function spentSoFar(r: Replicas): Promise<bigint> {
+  return withStores(r.target, (s) => s.usage.spent("key", r.keyId, 0));
 }
 
-function rowsByStatus(r: Replicas): Record<string, number> {
-  const db = openDb(r.dbPath);
-  try {
-    const rows = db.prepare("SELECT status, COUNT(*) AS n FROM usage WHERE key_id = ? GROUP BY status").all(r.keyId) as Array<{ status: string; n: number }>;
-    return Object.fromEntries(rows.map((x) => [x.status, x.n]));
-  } finally {
-    db.close();
-  }
-}
+const rowsByStatus = (r: Replicas) => usageByStatus(r.target, r.keyId);
 
 async function ask(url: string, key: string, extra: Record<string, unknown> = {}): Promise<{ status: number; code?: string }> {
   const res = await fetch(`${url}/v1/chat/completions`, {
@@ -88,30 +93,30 @@ function burst(r: Replicas, count: number, extra: Record<string, unknown> = {}) 
 const statuses = (results: Array<{ status: number }>) => results.map((x) => x.status).sort();
 const count = (results: Array<{ status: number }>, status: number) => results.filter((x) => x.status === status).length;
 
-describe("limits shared by three replicas through Redis", () => {
+describe.each(["sqlite", "postgres"] as const)("limits shared by three replicas through Redis, keys and usage in %s", (engine) => {
   it("rpm and rpd: exactly N of M simultaneous requests pass, whichever replica they reach", async () => {
     const redis = await startRedis();
-    const r = await replicas(redis);
-    limit(r, { rpm: 5 });
+    const r = await replicas(engine, redis);
+    await limit(r, { rpm: 5 });
     // Answers held back a moment, so all fifteen are in flight together.
     suite.fake.onModel(MODEL, { kind: "reply", firstByteDelayMs: 200 });
     const first = await burst(r, 15);
     expect(count(first, 200)).toBe(5);
     expect(count(first, 429)).toBe(10);
 
-    limit(r, { rpm: 0, rpd: 7 });
+    await limit(r, { rpm: 0, rpd: 7 });
     const second = await burst(r, 12);
     expect(count(second, 200)).toBe(7);
     expect(statuses(second).filter((s) => s !== 200 && s !== 429)).toEqual([]);
     // One usage row a request, whichever replica served or refused it (each row is committed before its answer).
-    expect(rowsByStatus(r)).toEqual({ ok: 12, rejected: 15 });
+    expect(await rowsByStatus(r)).toEqual({ ok: 12, rejected: 15 });
   }, 60_000);
 
   it("tpm: reservations count across replicas, so exactly as many requests as fit pass", async () => {
     const redis = await startRedis();
-    const r = await replicas(redis);
+    const r = await replicas(engine, redis);
     // "hi" reserves ceil((16 + 2) / 3) = 6 prompt tokens, plus max_tokens 1000: 1006 a request.
-    limit(r, { tpm: 3100 });
+    await limit(r, { tpm: 3100 });
     suite.fake.onModel(MODEL, { kind: "reply", firstByteDelayMs: 200 });
     const results = await burst(r, 9, { max_tokens: 1000 });
     expect(count(results, 200)).toBe(3);
@@ -120,8 +125,8 @@ describe("limits shared by three replicas through Redis", () => {
 
   it("concurrency: exactly N at once across replicas, and the slots come back as requests end", async () => {
     const redis = await startRedis();
-    const r = await replicas(redis);
-    limit(r, { concurrent: 4 });
+    const r = await replicas(engine, redis);
+    await limit(r, { concurrent: 4 });
     suite.fake.onModel(MODEL, { kind: "reply", firstByteDelayMs: 400 });
     const first = await burst(r, 12);
     expect(count(first, 200)).toBe(4);
@@ -133,12 +138,12 @@ describe("limits shared by three replicas through Redis", () => {
 
   it("budgets: reservations and spending are shared, so no replica overspends on what it alone saw", async () => {
     const redis = await startRedis();
-    const r = await replicas(redis);
+    const r = await replicas(engine, redis);
     const catalog = createCatalog(modelsData.models as CatalogRow[], routesData.routes as RouteRows);
     const prices = createPriceBook(pricingData.models as Record<string, PriceRow>, catalog.models);
     const estimate = prices.picoOf(catalog.find(MODEL)!, { promptTokens: 6, completionTokens: 1000 });
     // Room for three reservations in flight, not a fourth: refused once spent + reserved reaches the budget.
-    limit(r, {}, estimate * 5n / 2n);
+    await limit(r, {}, estimate * 5n / 2n);
     suite.fake.onModel(MODEL, { kind: "reply", firstByteDelayMs: 300, usage: { prompt_tokens: 6, completion_tokens: 1 } });
     const results = await burst(r, 9, { max_tokens: 1000 });
     expect(count(results, 200)).toBe(3);
@@ -147,13 +152,13 @@ describe("limits shared by three replicas through Redis", () => {
 
   it("spending settled on one replica stops the others once it reaches the budget", async () => {
     const redis = await startRedis();
-    const r = await replicas(redis);
+    const r = await replicas(engine, redis);
     suite.fake.onModel(MODEL, { kind: "reply" });
     // Each replica asks once under a large budget: without sharing, each would now hold its own idea of what was spent.
-    limit(r, {}, 10n ** 12n);
+    await limit(r, {}, 10n ** 12n);
     for (const url of r.urls) expect((await ask(url, r.key)).status).toBe(200);
     // Room for exactly one more answer's spending, which replica 0 makes.
-    limit(r, {}, spentSoFar(r) + 1n);
+    await limit(r, {}, (await spentSoFar(r)) + 1n);
     expect((await ask(r.urls[0]!, r.key)).status).toBe(200);
     await expect.poll(async () => (await ask(r.urls[1]!, r.key)).code, { timeout: 5_000 }).toBe("insufficient_quota");
     expect(await ask(r.urls[2]!, r.key)).toMatchObject({ status: 429, code: "insufficient_quota" });
@@ -162,8 +167,8 @@ describe("limits shared by three replicas through Redis", () => {
 
   it("gives back a SIGKILLed replica's concurrency slots when their lease ends", async () => {
     const redis = await startRedis();
-    const r = await replicas(redis, { LIMITS_LEASE_MS: "1500" });
-    limit(r, { concurrent: 2 });
+    const r = await replicas(engine, redis, { LIMITS_LEASE_MS: "1500" });
+    await limit(r, { concurrent: 2 });
     // Two requests hold both slots on replica 0 (their upstream never answers), which then dies without giving them back.
     suite.fake.enqueue({ kind: "hang" }, { kind: "hang" });
     const held = [ask(r.urls[0]!, r.key).catch(() => undefined), ask(r.urls[0]!, r.key).catch(() => undefined)];
@@ -180,8 +185,8 @@ describe("limits shared by three replicas through Redis", () => {
 
   it("keeps a slot held past its lease while its request is alive (the replica renews it)", async () => {
     const redis = await startRedis();
-    const r = await replicas(redis, { LIMITS_LEASE_MS: "600" }, [[], []]);
-    limit(r, { concurrent: 1 });
+    const r = await replicas(engine, redis, { LIMITS_LEASE_MS: "600" }, [[], []]);
+    await limit(r, { concurrent: 1 });
     suite.fake.enqueue({ kind: "reply", firstByteDelayMs: 2_500 });
     const long = ask(r.urls[0]!, r.key);
     await expect.poll(() => suite.fake.requests.length, { timeout: 5_000 }).toBe(1);
@@ -192,7 +197,7 @@ describe("limits shared by three replicas through Redis", () => {
     expect((await ask(r.urls[1]!, r.key)).status).toBe(200);
   }, 60_000);
 
-  it("answers its very first request with the limits in Redis: it opens the port once connected", async () => {
+  it.runIf(engine === "sqlite")("answers its very first request with the limits in Redis: it opens the port once connected", async () => {
     const redis = await startRedis();
     const gw = await startTestGateway({ REDIS_URL: redis.url, RATE_LIMITS_KEY: "rpm=1000" });
     try {
@@ -209,11 +214,11 @@ describe("limits shared by three replicas through Redis", () => {
 
   it("a key created, rotated or revoked (as the CLI does, in the shared database) counts on every replica within 1 s", async () => {
     const redis = await startRedis();
-    const r = await replicas(redis);
+    const r = await replicas(engine, redis);
     suite.fake.onModel(MODEL, { kind: "reply" });
-    const db = openDb(r.dbPath);
+    const cli = openStores(r.target, { listen: false, log: quiet });
     try {
-      const keys = createKeyStore(db);
+      const keys = cli.keys;
       const created = keys.create({ user: "bob", name: "new" });
       const within = async (check: () => Promise<boolean>) => {
         const t = performance.now();
@@ -229,21 +234,21 @@ describe("limits shared by three replicas through Redis", () => {
       keys.revoke(rotated.record.id);
       for (const url of r.urls) expect(await within(async () => (await ask(url, rotated.key)).status === 401)).toBeLessThan(1_000);
     } finally {
-      db.close();
+      await cli.close();
     }
   }, 60_000);
 
   it("Redis down: closed refuses with 503 limiter_unavailable, open admits; both recover when it is back", async () => {
     const redis = await startRedis();
-    const closed = await replicas(redis, { REDIS_TIMEOUT_MS: "200" }, [[]]);
-    limit(closed, { rpm: 100 });
+    const closed = await replicas(engine, redis, { REDIS_TIMEOUT_MS: "200" }, [[]]);
+    await limit(closed, { rpm: 100 });
     suite.fake.onModel(MODEL, { kind: "reply" });
     expect((await ask(closed.urls[0]!, closed.key)).status).toBe(200);
     await redis.kill();
     expect(await ask(closed.urls[0]!, closed.key)).toMatchObject({ status: 503, code: "limiter_unavailable" });
 
-    const open = await replicas(redis, { REDIS_TIMEOUT_MS: "200", LIMITS_FAIL_MODE: "open" }, [[]]);
-    limit(open, { rpm: 100 });
+    const open = await replicas(engine, redis, { REDIS_TIMEOUT_MS: "200", LIMITS_FAIL_MODE: "open" }, [[]]);
+    await limit(open, { rpm: 100 });
     expect((await ask(open.urls[0]!, open.key)).status).toBe(200);
 
     await redis.restart();
@@ -254,8 +259,8 @@ describe("limits shared by three replicas through Redis", () => {
   it("a replica whose clock is ten minutes ahead counts in the same windows (Redis's clock)", async () => {
     const redis = await startRedis();
     const skew = ["--import", "data:text/javascript,const now = Date.now; Date.now = () => now() + 600000;"];
-    const r = await replicas(redis, {}, [[], skew, skew]);
-    limit(r, { rpm: 4 });
+    const r = await replicas(engine, redis, {}, [[], skew, skew]);
+    await limit(r, { rpm: 4 });
     suite.fake.onModel(MODEL, { kind: "reply", firstByteDelayMs: 200 });
     const results = await burst(r, 12);
     expect(count(results, 200)).toBe(4);

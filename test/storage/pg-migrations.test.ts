@@ -11,7 +11,7 @@ import { openSyncPg, type SyncPg } from "../../src/storage/pg/sync-pg.js";
 import { runTsx } from "../support/node-child.js";
 import { startPostgres } from "../support/postgres.js";
 
-const NEWER = "the database is at schema version 9, newer than this Gatewayz understands (8); upgrade Gatewayz or use another DATABASE_URL";
+const NEWER = `the database is at schema version ${PG_MIGRATIONS.length + 1}, newer than this Gatewayz understands (${PG_MIGRATIONS.length}); upgrade Gatewayz or use another DATABASE_URL`;
 
 /** table -> sorted column names, and sorted index names, of the SQLite schema the migrations make. */
 function sqliteSchema(): { columns: Record<string, string[]>; indexes: string[] } {
@@ -120,9 +120,9 @@ describe("the PostgreSQL migrations", { timeout: 60_000 }, () => {
     const db = openSyncPg(server.url);
     try {
       migratePg(db);
-      db.query("UPDATE schema_version SET version = 9");
+      db.query("UPDATE schema_version SET version = $1", [PG_MIGRATIONS.length + 1]);
       expect(() => migratePg(db)).toThrow(NEWER);
-      expect(db.query("SELECT version FROM schema_version")).toEqual([{ version: 9 }]);
+      expect(db.query("SELECT version FROM schema_version")).toEqual([{ version: PG_MIGRATIONS.length + 1 }]);
     } finally {
       await db.close();
     }

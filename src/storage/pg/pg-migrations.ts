@@ -117,6 +117,11 @@ export const PG_MIGRATIONS: readonly string[] = [
   ALTER TABLE usage ADD COLUMN saved_pico BIGINT NOT NULL DEFAULT 0;
   ALTER TABLE api_keys ADD COLUMN cache TEXT CHECK (cache IN ('off', 'on'));
   `,
+  // 9: a usage row's own id: a batch retried after its answer was lost is not written twice.
+  `
+  ALTER TABLE usage ADD COLUMN row_uid UUID;
+  CREATE UNIQUE INDEX usage_row_uid ON usage(row_uid) WHERE row_uid IS NOT NULL;
+  `,
 ];
 
 /** The advisory lock every replica's migration takes: "gatewayz" as 8 ASCII bytes. */

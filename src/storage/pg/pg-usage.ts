@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { createRetryBuffer } from "../usage-buffer.js";
 import type { UsageGroup, UsageRecord, UsageStore, UsageStoreOptions, UsageSummaryRow } from "../usage.js";
 import { USAGE_COLUMNS, usageValues, type LostRows } from "../usage-writer.js";
@@ -13,9 +14,11 @@ const MAX_BATCH = 512;
  * once and a batch costs one round trip.
  */
 const INSERT_BATCH = `INSERT INTO usage (${USAGE_COLUMNS.map(([c]) => c).join(", ")})
-  SELECT * FROM unnest(${USAGE_COLUMNS.map(([, type], i) => `$${i + 1}::${type}[]`).join(", ")})`;
+  SELECT * FROM unnest(${USAGE_COLUMNS.map(([, type], i) => `$${i + 1}::${type}[]`).join(", ")})
+  ON CONFLICT (row_uid) WHERE row_uid IS NOT NULL DO NOTHING`;
 const INSERT_ONE = `INSERT INTO usage (${USAGE_COLUMNS.map(([c]) => c).join(", ")})
-  VALUES (${USAGE_COLUMNS.map(([, type], i) => `$${i + 1}::${type}`).join(", ")})`;
+  VALUES (${USAGE_COLUMNS.map(([, type], i) => `$${i + 1}::${type}`).join(", ")})
+  ON CONFLICT (row_uid) WHERE row_uid IS NOT NULL DO NOTHING`;
 
 const GROUP_SQL: Record<UsageGroup, string> = {
   key: "COALESCE(key_id, '(none)')",
@@ -37,7 +40,9 @@ const text = (v: unknown): unknown => (typeof v === "string" && v.includes("\u00
  * killed with SIGKILL loses only the rows of requests it had not answered:
  * those of the batches queued or in flight. Rows PostgreSQL refuses (it is
  * down, slow past its timeout, read-only) go to the same bounded retry
- * buffer as SQLite's, retried without blocking the event loop.
+ * buffer as SQLite's, retried without blocking the event loop. A batch
+ * that timed out may still commit on the server; each row carries its own
+ * id (row_uid, migration 9), so the retry does not write it twice.
  */
 export function createPgUsageStore(pg: SyncPg, options: UsageStoreOptions = {}): UsageStore {
   const log = options.log ?? stderrLog;
@@ -108,7 +113,8 @@ export function createPgUsageStore(pg: SyncPg, options: UsageStoreOptions = {}):
 
   return {
     insert(r) {
-      queued.push(r);
+      // Its own id: a batch whose answer was lost (a timeout) may have committed, and is sent again.
+      queued.push({ ...r, rowUid: randomUUID() });
       if (queued.length === 1) setImmediate(flush);
       else if (queued.length >= MAX_BATCH) flush();
     },

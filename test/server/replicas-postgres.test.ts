@@ -1,0 +1,118 @@
+// Replicas on PostgreSQL (DATABASE_URL) end to end, beyond the shared limits that
+// limits-redis.test.ts proves on both engines: the start-up log when DATABASE_URL and
+// DATABASE_PATH are both set, the CLI against the shared database, exactly one usage row a
+// request whichever replica served it, a replica killed with SIGKILL under load losing no row
+// of an answered request, and PostgreSQL stopping to answer: served from memory, rows held and
+// committed once it is back, admin writes refused as storage_unavailable, readiness false.
+import { describe, expect, it } from "vitest";
+import { main as cli } from "../../src/cli/main.js";
+import { useBundledReplicas } from "../support/bundled-replicas.js";
+import { startPostgres } from "../support/postgres.js";
+import { selectRows } from "../support/shared-usage.js";
+
+const MODEL = "qwen-max";
+const ADMIN_KEY = "gw_admin_" + "Replicas0123456789abcdefghijklmn".slice(0, 32);
+const suite = useBundledReplicas();
+
+/** The CLI in this process, as `gatewayz ARGS` with DATABASE_URL set; its output and exit status. */
+function gatewayz(url: string, ...argv: string[]): { code: number; out: string; err: string } {
+  let out = "";
+  let err = "";
+  const code = cli(argv, { out: (t) => void (out += t), err: (t) => void (err += t), env: { DATABASE_URL: url, ENV_FILE: "/nonexistent.env" } });
+  return { code, out, err };
+}
+
+function createKey(url: string, user = "team"): string {
+  const made = gatewayz(url, "keys", "create", "--user", user, "--name", "replicas", "--json");
+  expect(made.code, made.err).toBe(0);
+  return (JSON.parse(made.out) as { key: string }).key;
+}
+
+async function ask(base: string, key: string, requestId?: string): Promise<number> {
+  const res = await fetch(`${base}/v1/chat/completions`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${key}`, "content-type": "application/json", ...(requestId ? { "x-request-id": requestId } : {}) },
+    body: JSON.stringify({ model: MODEL, messages: [{ role: "user", content: "hi" }] }),
+  });
+  await res.arrayBuffer();
+  return res.status;
+}
+
+const rowCount = async (url: string) => Number((await selectRows<{ n: string }>({ databasePath: "", databaseUrl: url }, "SELECT COUNT(*) AS n FROM usage"))[0]!.n);
+
+describe("replicas on PostgreSQL", { timeout: 60_000 }, () => {
+  it("says at start that DATABASE_URL wins over DATABASE_PATH, and the CLI and every replica share keys and usage", async () => {
+    const pg = await startPostgres();
+    const key = createKey(pg.url);
+    const replicas = await Promise.all([0, 1, 2].map(() => suite.start({ DATABASE_URL: pg.url })));
+    // startGatewayChild sets DATABASE_PATH too: DATABASE_URL wins, and the log says which database, without a password.
+    expect(replicas[0]!.output()).toMatch(/Database: PostgreSQL at postgres:\/\/postgres@127\.0\.0\.1:\d+\/postgres; DATABASE_URL wins over DATABASE_PATH \(.*gatewayz\.db is not used\)/);
+    suite.fake.onModel(MODEL, { kind: "reply" });
+    const ids = Array.from({ length: 30 }, (_, i) => `pg-replica-${i}`);
+    const statuses = await Promise.all(ids.map((id, i) => ask(replicas[i % 3]!.url, key, id)));
+    expect(statuses.every((s) => s === 200)).toBe(true);
+    // Exactly one row a request, whichever replica served it (each is committed before its answer).
+    const rows = await selectRows<{ request_id: string; n: string }>({ databasePath: "", databaseUrl: pg.url },
+      "SELECT request_id, COUNT(*) AS n FROM usage WHERE request_id LIKE 'pg-replica-%' GROUP BY request_id");
+    expect(rows.length).toBe(30);
+    expect(rows.every((r) => Number(r.n) === 1)).toBe(true);
+    // The CLI reads the same rows.
+    const usage = gatewayz(pg.url, "usage", "--by", "user", "--json");
+    expect(usage.code, usage.err).toBe(0);
+    expect(JSON.parse(usage.out)).toMatchObject({ rows: [expect.objectContaining({ group: expect.any(String), requests: 30 })] });
+  });
+
+  it("a replica killed with SIGKILL under load loses no row of a request it answered", async () => {
+    const pg = await startPostgres();
+    const key = createKey(pg.url);
+    const [victim, other] = await Promise.all([0, 1].map(() => suite.start({ DATABASE_URL: pg.url })));
+    suite.fake.onModel(MODEL, { kind: "reply" });
+    let answered = 0;
+    let sent = 0;
+    const load = Array.from({ length: 16 }, async () => {
+      for (;;) {
+        sent++;
+        const status = await ask(victim!.url, key).catch(() => 0);
+        if (status !== 200) return;
+        answered++;
+      }
+    });
+    await expect.poll(() => answered, { timeout: 10_000 }).toBeGreaterThan(200);
+    victim!.kill();
+    await Promise.all(load);
+    const rows = await rowCount(pg.url);
+    // Every answered request has its row; what is lost is at most the batch of requests not yet answered.
+    expect(rows).toBeGreaterThanOrEqual(answered);
+    expect(rows).toBeLessThanOrEqual(sent);
+    // The survivor carries on.
+    expect(await ask(other!.url, key)).toBe(200);
+  });
+
+  it("PostgreSQL not answering: keys and limits served from memory, rows held then committed, admin writes refused, not ready", async () => {
+    const pg = await startPostgres();
+    const key = createKey(pg.url);
+    const gw = await suite.start({ DATABASE_URL: pg.url, DATABASE_TIMEOUT_MS: "500", GATEWAYZ_ADMIN_KEY: ADMIN_KEY });
+    suite.fake.onModel(MODEL, { kind: "reply" });
+    expect(await ask(gw.url, key)).toBe(200);
+    pg.pause();
+    try {
+      // Answered: the key and its limits are in memory, the row waits in the retry buffer.
+      const t = performance.now();
+      expect(await Promise.all([ask(gw.url, key), ask(gw.url, key), ask(gw.url, key)])).toEqual([200, 200, 200]);
+      expect(performance.now() - t).toBeLessThan(3_000);
+      const created = await fetch(`${gw.url}/gatewayz.v1.AdminService/CreateKey`, {
+        method: "POST", headers: { authorization: `Bearer ${ADMIN_KEY}`, "content-type": "application/json" },
+        body: JSON.stringify({ user: "late", name: "late" }),
+      });
+      expect(created.status).toBe(503);
+      expect(await created.json()).toMatchObject({ code: "unavailable", message: expect.stringMatching(/PostgreSQL/) });
+      await expect.poll(async () => (await fetch(`${gw.url}/readyz`)).status, { timeout: 5_000, interval: 200 }).toBe(503);
+    } finally {
+      pg.resume();
+    }
+    // Back by itself: the held rows are committed (one a request: 4), and it is ready again.
+    await expect.poll(() => rowCount(pg.url), { timeout: 10_000, interval: 200 }).toBe(4);
+    await expect.poll(async () => (await fetch(`${gw.url}/readyz`)).status, { timeout: 10_000, interval: 200 }).toBe(200);
+    expect(gw.output()).toMatch(/usage: the database accepts writes again; \d+ held usage row\(s\) committed/);
+  });
+});
