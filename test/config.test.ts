@@ -2,6 +2,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { describeDatabaseChoice } from "../src/storage/database-config.js";
 import { loadConfig } from "../src/config.js";
 
 const NO_FILE = { ENV_FILE: "/nonexistent/.env" };
@@ -87,5 +88,18 @@ describe("the state replicas share through Redis", () => {
       .toEqual({ redisUrl: "redis://127.0.0.1:6379", failMode: "open", leaseMs: 5000, timeoutMs: 80 });
     expect(() => loadConfig({ ...NO_FILE, LIMITS_FAIL_MODE: "ajar" })).toThrow("LIMITS_FAIL_MODE must be closed or open, got ajar");
     expect(() => loadConfig({ ...NO_FILE, LIMITS_LEASE_MS: "10" })).toThrow("LIMITS_LEASE_MS must be at least 100, got 10");
+  });
+});
+
+describe("the database", () => {
+  it("is SQLite without DATABASE_URL; a postgres:// URL wins over DATABASE_PATH and the log line says so, without the password", () => {
+    expect(loadConfig({ ...NO_FILE }).database).toEqual({ url: undefined, timeoutMs: 5_000, ignoredPath: undefined });
+    const both = loadConfig({ ...NO_FILE, DATABASE_URL: "postgresql://gz:s3cret@db:5432/gz", DATABASE_PATH: "/srv/gz.db", DATABASE_TIMEOUT_MS: "800" });
+    expect(both.database).toEqual({ url: "postgresql://gz:s3cret@db:5432/gz", timeoutMs: 800, ignoredPath: "/srv/gz.db" });
+    expect(describeDatabaseChoice(both.database)).toBe("PostgreSQL at postgresql://gz:***@db:5432/gz; DATABASE_URL wins over DATABASE_PATH (/srv/gz.db is not used)");
+    expect(describeDatabaseChoice(loadConfig({ ...NO_FILE }).database)).toBeUndefined();
+    expect(() => loadConfig({ ...NO_FILE, DATABASE_URL: "mysql://u:pw@db/gz" }))
+      .toThrow("DATABASE_URL must be a postgres:// or postgresql:// URL, got mysql://u:***@db/gz (for a SQLite file, set DATABASE_PATH)");
+    expect(() => loadConfig({ ...NO_FILE, DATABASE_TIMEOUT_MS: "0" })).toThrow("DATABASE_TIMEOUT_MS must be a positive integer, got 0");
   });
 });
