@@ -161,6 +161,8 @@ export function createRedisQuota(policy: Policy, options: RedisQuotaOptions): Re
       for (let j = 1; j <= 3; j++) key(p.keys[s.k - 1 + j]!);
       return k;
     });
+    // Only rpm and rpd windows: what the take counted stands, and there is nothing to give back.
+    if (!keys.length) return;
     const spec = JSON.stringify({ w, c, b, ticket: p.spec.ticket, cost: String(costPico) });
     client.gzSettle(keys.length, ...keys, spec).catch((err: unknown) => warn("a settle failed (its slots go back when their lease ends)", err));
   };

@@ -5,6 +5,7 @@
 // their lease ends, Redis down refuses (LIMITS_FAIL_MODE=closed) or admits (open) and
 // recovers by itself, and a replica whose clock is ten minutes off still counts in the same
 // windows (Redis's clock).
+import { Redis } from "ioredis";
 import { describe, expect, it } from "vitest";
 import modelsData from "../../src/data/models.json" with { type: "json" };
 import pricingData from "../../src/data/pricing.json" with { type: "json" };
@@ -254,6 +255,35 @@ describe.each(["sqlite", "postgres"] as const)("limits shared by three replicas 
     await redis.restart();
     await expect.poll(async () => (await ask(closed.urls[0]!, closed.key)).status, { timeout: 10_000, interval: 200 }).toBe(200);
     expect(closed.all[0]!.output()).toMatch(/limits: Redis at redis:\/\/127\.0\.0\.1:\d+\/? unavailable/);
+  }, 60_000);
+
+  it.runIf(engine === "sqlite")("makes one Redis call a request under rpm and rpd alone, two (the take and its settle) with a concurrency limit", async () => {
+    const redis = await startRedis();
+    const r = await replicas(engine, redis, {}, [[]]);
+    suite.fake.onModel(MODEL, { kind: "reply" });
+    const scriptCalls = async () => {
+      const client = new Redis(redis.url, { lazyConnect: true });
+      await client.connect();
+      try {
+        const stats = String(await client.info("commandstats"));
+        return [...stats.matchAll(/cmdstat_(?:evalsha|eval):calls=(\d+)/g)].reduce((n, m) => n + Number(m[1]), 0);
+      } finally {
+        client.disconnect();
+      }
+    };
+    await limit(r, { rpm: 1000, rpd: 10_000, concurrent: 0 });
+    await ask(r.urls[0]!, r.key); // the scripts loaded, the limits read
+    let before = await scriptCalls();
+    for (let i = 0; i < 10; i++) expect((await ask(r.urls[0]!, r.key)).status).toBe(200);
+    await new Promise((done) => setTimeout(done, 100));
+    expect(await scriptCalls() - before).toBe(10);
+    await limit(r, { concurrent: 5 });
+    await ask(r.urls[0]!, r.key);
+    await new Promise((done) => setTimeout(done, 100));
+    before = await scriptCalls();
+    for (let i = 0; i < 10; i++) expect((await ask(r.urls[0]!, r.key)).status).toBe(200);
+    await new Promise((done) => setTimeout(done, 100));
+    expect(await scriptCalls() - before).toBe(20);
   }, 60_000);
 
   it("a replica whose clock is ten minutes ahead counts in the same windows (Redis's clock)", async () => {
