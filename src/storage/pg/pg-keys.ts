@@ -6,7 +6,7 @@ import type { SyncPg } from "./sync-pg.js";
 type PgKeyRow = Omit<KeyRow, "created_at" | "revoked_at"> & { created_at: string; revoked_at: string | null };
 
 const fromPg = (r: PgKeyRow): KeyRow => ({ ...r, created_at: Number(r.created_at), revoked_at: r.revoked_at === null ? null : Number(r.revoked_at) });
-const ALL = `${SELECT_KEYS} ORDER BY k.created_at, k.id`;
+const ALL = `${SELECT_KEYS} ORDER BY k.created_at, k.id COLLATE "C"`;
 
 /**
  * Keys on PostgreSQL (DATABASE_URL). The request path finds a key by its hash

@@ -84,24 +84,33 @@ export function createPgUsageStore(pg: SyncPg, options: UsageStoreOptions = {}):
   /** Batches sent and not yet answered, each with its rows (spent() counts them). */
   const inFlight = new Map<Promise<void>, readonly UsageRecord[]>();
 
+  /**
+   * Settles after every batch sent so far: batches are answered in any
+   * order, and committed() promises every row inserted before it, so each
+   * batch's settling waits for the one before it as well (one Promise.all a
+   * batch, not one a request).
+   */
+  let settled: Promise<void> = RESOLVED;
   const flush = () => {
     const rows = queued;
     const done = next;
     queued = [];
     next = undefined;
-    if (!rows.length) return done?.resolve();
+    const before = settled;
+    const after = (p: Promise<unknown>) => {
+      settled = Promise.all([before, p]).then(() => done?.resolve());
+    };
+    if (!rows.length) return after(RESOLVED);
     // Behind held rows, new ones wait their turn: only the retry timer tries the database then.
     if (buffer.rows.length) {
       buffer.hold(rows);
-      return done?.resolve();
+      return after(RESOLVED);
     }
     const sent: Promise<void> = write(rows).then((refused) => {
       if (refused !== undefined) buffer.hold(rows, refused);
-    }, (err: unknown) => buffer.hold(rows, err)).finally(() => {
-      inFlight.delete(sent);
-      done?.resolve();
-    });
+    }, (err: unknown) => buffer.hold(rows, err)).finally(() => inFlight.delete(sent));
     inFlight.set(sent, rows);
+    after(sent);
   };
 
   const reads = createPgUsageReads(pg);
@@ -119,16 +128,13 @@ export function createPgUsageStore(pg: SyncPg, options: UsageStoreOptions = {}):
       else if (queued.length >= MAX_BATCH) flush();
     },
     committed() {
-      if (queued.length) {
-        if (!next) {
-          let resolve!: () => void;
-          const promise = new Promise<void>((r) => (resolve = r));
-          next = { promise, resolve };
-        }
-        return next.promise;
+      if (!queued.length) return settled;
+      if (!next) {
+        let resolve!: () => void;
+        const promise = new Promise<void>((r) => (resolve = r));
+        next = { promise, resolve };
       }
-      if (!inFlight.size) return RESOLVED;
-      return Promise.all(inFlight.keys()).then(() => {});
+      return next.promise;
     },
     flush,
     summary: (by, filter = {}) => reads.summary(by, filter),
@@ -152,7 +158,7 @@ export function createPgUsageStore(pg: SyncPg, options: UsageStoreOptions = {}):
     countUnrecorded: () => buffer.countUnrecorded(),
     async close() {
       flush();
-      await Promise.all(inFlight.keys());
+      await settled;
       await buffer.close();
     },
   };

@@ -11,7 +11,7 @@ import type { SyncPg } from "./sync-pg.js";
  * writable (it is slow or gone).
  */
 export function createPgWriteCheck(pg: SyncPg, { maxAgeMs = 1_000, now = Date.now }: WriteCheckOptions = {}): WriteCheck {
-  let checkedAt = now();
+  let checkedAt = -Infinity;
   let sentAt: number | undefined;
   let lastError: string | undefined;
   const check = () => {
