@@ -116,3 +116,19 @@ describe("replicas on PostgreSQL", { timeout: 60_000 }, () => {
     expect(gw.output()).toMatch(/usage: the database accepts writes again; \d+ held usage row\(s\) committed/);
   });
 });
+
+describe("--workers on PostgreSQL", { timeout: 60_000 }, () => {
+  it("the primary and its workers share the database: a key made by the CLI while running works, every request has its row", async () => {
+    const pg = await startPostgres();
+    createKey(pg.url);
+    const gw = await suite.start({ DATABASE_URL: pg.url, WORKERS: "2", RATE_LIMITS_KEY: "rpm=20" });
+    suite.fake.onModel(MODEL, { kind: "reply" });
+    const late = createKey(pg.url, "late");
+    await expect.poll(() => ask(gw.url, late), { timeout: 2_000, interval: 50 }).toBe(200);
+    const statuses = await Promise.all(Array.from({ length: 24 }, () => ask(gw.url, late)));
+    // The key's limit is counted by the primary for both workers: 20 a minute in all, the poll's one included.
+    expect(statuses.filter((s) => s === 200).length).toBe(19);
+    expect(statuses.filter((s) => s === 429).length).toBe(5);
+    await expect.poll(() => rowCount(pg.url), { timeout: 2_000 }).toBe(25);
+  });
+});
