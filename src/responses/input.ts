@@ -15,6 +15,15 @@ const ROLES = ["user", "assistant", "system", "developer"] as const;
  * response produced (messages, function calls, reasoning) are accepted back
  * as they were sent, as the SDKs replay them.
  */
+/** The ids of the input's item_reference items: what the caller looks up (asynchronously) before inputItems. */
+export function referencedIds(input: unknown): string[] {
+  if (!Array.isArray(input)) return [];
+  return input.flatMap((raw: unknown) => {
+    const item = raw as { type?: unknown; id?: unknown } | null;
+    return item !== null && typeof item === "object" && item.type === "item_reference" && typeof item.id === "string" ? [item.id] : [];
+  });
+}
+
 export function inputItems(input: unknown, lookup: ItemLookup, newId: (prefix: IdPrefix) => string): StoredItem[] {
   if (typeof input === "string") {
     return [{ id: newId("msg"), type: "message", status: "completed", role: "user", content: [{ type: "input_text", text: input }] }];

@@ -7,7 +7,7 @@ import type { Logger } from "../log.js";
 import { EventText } from "../responses/event-text.js";
 import { cacheControlOf, cacheHeader, headerText } from "../cache/cache-control.js";
 import { ResponseEvents, type ResponseEvent } from "../responses/events.js";
-import { chatMessages, inputItems } from "../responses/input.js";
+import { chatMessages, inputItems, referencedIds } from "../responses/input.js";
 import { invalid } from "../responses/invalid.js";
 import { parseResponsesRequest, type ResponsesRequest } from "../responses/request.js";
 import { completedResponse, shell, type ResponseShell } from "../responses/response.js";
@@ -62,8 +62,8 @@ const notFound = (id: string) => new GatewayError("not_found", `Response with id
  * "responses") are the core's. Stored responses are the key's user's own.
  */
 export function createResponsesDoor({ gateway, store, options, log }: ResponsesDoorDeps) {
-  const stored = (id: string, userId: string): unknown => {
-    const body = store.get(id, userId);
+  const stored = async (id: string, userId: string): Promise<unknown> => {
+    const body = await store.get(id, userId);
     if (body === undefined) throw notFound(id);
     return body;
   };
@@ -93,7 +93,7 @@ export function createResponsesDoor({ gateway, store, options, log }: ResponsesD
       const found = gateway.catalog.find(model);
       const parsed = parseResponsesRequest(raw, found);
       const s = shell(found?.id ?? model, parsed.previousResponseId, parsed.store, parsed.echo);
-      const input = conversation(parsed, principal.userId, s);
+      const input = await conversation(parsed, principal.userId, s);
       const messages = chatMessages(parsed.instructions, input);
       if (messages.length === 0) throw invalid("input", "input has nothing to send to the model: give at least one message");
       const call: ChatCall = {
@@ -110,13 +110,19 @@ export function createResponsesDoor({ gateway, store, options, log }: ResponsesD
   };
 
   /** The previous response's conversation, then this request's input. */
-  const conversation = (parsed: ResponsesRequest, userId: string, s: ResponseShell): StoredItem[] => {
-    const before = parsed.previousResponseId === undefined ? [] : store.conversation(parsed.previousResponseId, userId);
+  const conversation = async (parsed: ResponsesRequest, userId: string, s: ResponseShell): Promise<StoredItem[]> => {
+    const before = parsed.previousResponseId === undefined ? [] : await store.conversation(parsed.previousResponseId, userId);
     if (!before) {
       // OpenAI answers an unknown previous_response_id with a 400 naming it.
       throw invalid("previous_response_id", `Previous response with id '${parsed.previousResponseId!.slice(0, 200)}' not found.`);
     }
-    return [...before, ...inputItems(parsed.input, (id) => store.item(id, userId), s.itemId)];
+    // Looked up first: the store may answer later (PostgreSQL), and the input's parsing is synchronous.
+    const referenced = new Map<string, StoredItem>();
+    for (const id of referencedIds(parsed.input)) {
+      const item = await store.item(id, userId);
+      if (item) referenced.set(id, item);
+    }
+    return [...before, ...inputItems(parsed.input, (id) => referenced.get(id), s.itemId)];
   };
 
   const create = async (req: Req, res: Res, scope: RequestScope, principal: Principal) => {
@@ -172,15 +178,15 @@ export function createResponsesDoor({ gateway, store, options, log }: ResponsesD
         if (new URL(req.url ?? "/", "http://x").searchParams.get("stream") === "true") {
           throw invalid("stream", "Streaming a stored response again (stream=true) is not supported by this gateway: only background responses can be, and there are none here.");
         }
-        return sendJson(res, 200, stored(route.id, principal.userId));
+        return sendJson(res, 200, await stored(route.id, principal.userId));
       case "delete":
-        if (!store.delete(route.id, principal.userId)) throw notFound(route.id);
+        if (!(await store.delete(route.id, principal.userId))) throw notFound(route.id);
         return sendJson(res, 200, { id: route.id, object: "response", deleted: true });
       case "cancel":
-        stored(route.id, principal.userId);
+        await stored(route.id, principal.userId);
         throw invalid("response_id", "Only responses created with background=true can be cancelled, and this gateway runs none in the background.");
       case "input_items":
-        return sendJson(res, 200, listItems(store, route.id, principal.userId, req.url ?? "/"));
+        return sendJson(res, 200, await listItems(store, route.id, principal.userId, req.url ?? "/"));
     }
   };
 }
@@ -193,7 +199,7 @@ function answerHeaders(rateLimit: RateLimitSnapshot, served: Pick<ChatOutcome, "
 }
 
 /** GET /v1/responses/{id}/input_items: OpenAI's list, newest first unless order=asc, `limit` 1..100 (20), after an item id. */
-function listItems(store: ResponseStore, id: string, userId: string, url: string) {
+async function listItems(store: ResponseStore, id: string, userId: string, url: string) {
   const q = new URL(url, "http://x").searchParams;
   const limitText = q.get("limit") ?? "20";
   const limit = Number(limitText);
@@ -202,7 +208,7 @@ function listItems(store: ResponseStore, id: string, userId: string, url: string
   }
   const order = q.get("order") ?? "desc";
   if (order !== "asc" && order !== "desc") throw invalid("order", `Invalid value: '${order.slice(0, 20)}'. Supported values are: 'asc' and 'desc'.`);
-  const page = store.inputItems(id, userId, { after: q.get("after") ?? undefined, limit, order });
+  const page = await store.inputItems(id, userId, { after: q.get("after") ?? undefined, limit, order });
   if (!page) throw notFound(id);
   return { object: "list", data: page.data, first_id: page.data[0]?.id ?? null, last_id: page.data.at(-1)?.id ?? null, has_more: page.hasMore };
 }

@@ -36,14 +36,14 @@ export interface ResponseStore {
    * been given can be continued from.
    */
   save(r: SavedResponse): Promise<void>;
-  get(id: string, userId: string): unknown;
+  get(id: string, userId: string): Awaitable<unknown>;
   /** Input items then output items, in order: what a response continuing from this one starts with. */
-  conversation(id: string, userId: string): StoredItem[] | undefined;
+  conversation(id: string, userId: string): Awaitable<StoredItem[] | undefined>;
   /** The response's input items, `order` "desc" newest first (OpenAI's default), after the item `after`. */
-  inputItems(id: string, userId: string, page: { after?: string | undefined; limit: number; order: "asc" | "desc" }): ItemPage | undefined;
+  inputItems(id: string, userId: string, page: { after?: string | undefined; limit: number; order: "asc" | "desc" }): Awaitable<ItemPage | undefined>;
   /** A stored item by its id, for item_reference: an item the gateway made, of a live response of this user. */
-  item(itemId: string, userId: string): StoredItem | undefined;
-  delete(id: string, userId: string): boolean;
+  item(itemId: string, userId: string): Awaitable<StoredItem | undefined>;
+  delete(id: string, userId: string): Awaitable<boolean>;
   /** Deletes expired responses; returns how many (on PostgreSQL, a promise of it). */
   sweep(): number | Promise<number>;
 }
@@ -54,6 +54,14 @@ export interface ResponseStoreOptions {
   readonly now?: () => number;
 }
 
+/** A value now (SQLite) or later (PostgreSQL). */
+export type Awaitable<T> = T | Promise<T>;
+
+/** `f` of the value, at once when it is there, else when it comes. */
+function then<A, B>(v: Awaitable<A>, f: (a: A) => B): Awaitable<B> {
+  return v instanceof Promise ? v.then(f) : f(v);
+}
+
 /** Deleted per statement by a sweep, so one sweep never holds the write lock for long. */
 export const SWEEP_BATCH = 500;
 
@@ -61,9 +69,9 @@ export const SWEEP_BATCH = 500;
 export interface ResponseRows {
   /** All in one transaction; on PostgreSQL a promise of it. */
   saveAll(batch: readonly SavedResponse[], ttlMs: number): void | Promise<void>;
-  /** The live (unexpired) response's row of that owner. */
-  row(id: string, userId: string, now: number): { items: string; body: string } | undefined;
-  remove(id: string, userId: string, now: number): boolean;
+  /** The live (unexpired) response's row of that owner; on PostgreSQL a promise of it, so a slow server never blocks the event loop. */
+  row(id: string, userId: string, now: number): Awaitable<{ items: string; body: string } | undefined>;
+  remove(id: string, userId: string, now: number): Awaitable<boolean>;
   /** Deletes up to SWEEP_BATCH expired rows; how many. */
   sweepBatch(now: number): number | Promise<number>;
 }
@@ -92,13 +100,12 @@ export function createResponseStore(db: Db, options: ResponseStoreOptions): Resp
 /** The store over either engine's rows: batching of saves, conversations, paging, item lookup. */
 export function responseStoreOn(rows: ResponseRows, { ttlMs, now = Date.now }: ResponseStoreOptions): ResponseStore {
   /** The conversation: the input items, then the output items (kept once, in the body). */
-  const itemsOf = (id: string, userId: string): { items: StoredItem[]; inputCount: number } | undefined => {
-    const row = rows.row(id, userId, now());
+  const itemsOf = (id: string, userId: string): Awaitable<{ items: StoredItem[]; inputCount: number } | undefined> => then(rows.row(id, userId, now()), (row) => {
     if (!row) return undefined;
     const input = JSON.parse(row.items) as StoredItem[];
     const { output } = JSON.parse(row.body) as { output: StoredItem[] };
     return { items: [...input, ...output], inputCount: input.length };
-  };
+  });
 
   let queued: SavedResponse[] = [];
   let waiting: Array<{ resolve: () => void; reject: (err: unknown) => void }> = [];
@@ -129,13 +136,9 @@ export function responseStoreOn(rows: ResponseRows, { ttlMs, now = Date.now }: R
       waiting.push({ resolve, reject });
       if (queued.length === 1) setImmediate(flush);
     }),
-    get(id, userId) {
-      const row = rows.row(id, userId, now());
-      return row === undefined ? undefined : JSON.parse(row.body);
-    },
-    conversation: (id, userId) => itemsOf(id, userId)?.items,
-    inputItems(id, userId, { after, limit, order }) {
-      const found = itemsOf(id, userId);
+    get: (id, userId) => then(rows.row(id, userId, now()), (row) => (row === undefined ? undefined : JSON.parse(row.body) as unknown)),
+    conversation: (id, userId) => then(itemsOf(id, userId), (found) => found?.items),
+    inputItems: (id, userId, { after, limit, order }) => then(itemsOf(id, userId), (found) => {
       if (!found) return undefined;
       const inputs = found.items.slice(0, found.inputCount);
       if (order === "desc") inputs.reverse();
@@ -147,12 +150,12 @@ export function responseStoreOn(rows: ResponseRows, { ttlMs, now = Date.now }: R
         from = at + 1;
       }
       return { data: inputs.slice(from, from + limit), hasMore: inputs.length > from + limit };
-    },
+    }),
     item(itemId, userId) {
       // Items the gateway made name their response (responses/ids.ts); the newest copy wins.
       const responseId = responseOfItem(itemId);
-      const items = responseId === undefined ? undefined : itemsOf(responseId, userId)?.items;
-      return items?.findLast((item) => item.id === itemId);
+      if (responseId === undefined) return undefined;
+      return then(itemsOf(responseId, userId), (found) => found?.items.findLast((item) => item.id === itemId));
     },
     delete: (id, userId) => rows.remove(id, userId, now()),
     sweep() {

@@ -62,6 +62,31 @@ describe("replicas on PostgreSQL", { timeout: 60_000 }, () => {
     expect(JSON.parse(usage.out)).toMatchObject({ rows: [expect.objectContaining({ group: expect.any(String), requests: 30 })] });
   });
 
+  it("a response stored through one replica is read, continued and deleted through another", async () => {
+    const pg = await startPostgres();
+    const key = createKey(pg.url);
+    const [a, b] = await Promise.all([0, 1].map(() => suite.start({ DATABASE_URL: pg.url })));
+    suite.fake.onModel(MODEL, { kind: "reply" });
+    const post = (base: string, body: object) => fetch(`${base}/v1/responses`, {
+      method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, body: JSON.stringify({ model: MODEL, ...body }),
+    });
+    const first = await post(a!.url, { input: "remember: 42" });
+    expect(first.status).toBe(200);
+    const { id } = await first.json() as { id: string };
+    const read = await fetch(`${b!.url}/v1/responses/${id}`, { headers: { authorization: `Bearer ${key}` } });
+    expect(read.status).toBe(200);
+    expect(await read.json()).toMatchObject({ id, object: "response" });
+    const next = await post(b!.url, { input: "what was it?", previous_response_id: id });
+    expect(next.status).toBe(200);
+    // The conversation went upstream whole: the first turn's input, its answer, then the new input.
+    const sent = suite.fake.requests.at(-1)!.body as { messages: Array<{ role: string; content: unknown }> };
+    expect(sent.messages.map((m) => m.role)).toEqual(["user", "assistant", "user"]);
+    const items = await fetch(`${a!.url}/v1/responses/${(await next.json() as { id: string }).id}/input_items?order=asc`, { headers: { authorization: `Bearer ${key}` } });
+    expect((await items.json() as { data: unknown[] }).data).toHaveLength(3); // what the model was given: the first turn, its answer, the new input
+    expect((await fetch(`${b!.url}/v1/responses/${id}`, { method: "DELETE", headers: { authorization: `Bearer ${key}` } })).status).toBe(200);
+    expect((await fetch(`${a!.url}/v1/responses/${id}`, { headers: { authorization: `Bearer ${key}` } })).status).toBe(404);
+  });
+
   it("a replica killed with SIGKILL under load loses no row of a request it answered", async () => {
     const pg = await startPostgres();
     const key = createKey(pg.url);

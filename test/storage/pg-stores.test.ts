@@ -282,14 +282,15 @@ function conversationScenario(store: ResponseStore) {
     r1, r2, a1, q2,
     first: saved(r1, null, [q1], [a1]),
     second: (before: StoredItem[]) => saved(r2, r1, [...before, q2], [a2]),
-    read: (user: string) => ({
-      get: [store.get(r1, user), store.get(r2, user)],
-      conversation: [store.conversation(r1, user), store.conversation(r2, user)],
-      inputDesc: store.inputItems(r2, user, { limit: 2, order: "desc" }),
-      inputAsc: store.inputItems(r2, user, { limit: 10, order: "asc" }),
-      inputAfter: store.inputItems(r2, user, { after: a1.id, limit: 1, order: "asc" }),
-      inputUnknownCursor: store.inputItems(r2, user, { after: "msg_unknown", limit: 5, order: "desc" }),
-      items: [store.item(a1.id, user), store.item(q2.id, user), store.item("msg_not_ours", user), store.item(neverMade, user)],
+    // Awaited: PostgreSQL's store answers later, SQLite's at once.
+    read: async (user: string) => ({
+      get: await Promise.all([store.get(r1, user), store.get(r2, user)]),
+      conversation: await Promise.all([store.conversation(r1, user), store.conversation(r2, user)]),
+      inputDesc: await store.inputItems(r2, user, { limit: 2, order: "desc" }),
+      inputAsc: await store.inputItems(r2, user, { limit: 10, order: "asc" }),
+      inputAfter: await store.inputItems(r2, user, { after: a1.id, limit: 1, order: "asc" }),
+      inputUnknownCursor: await store.inputItems(r2, user, { after: "msg_unknown", limit: 5, order: "desc" }),
+      items: await Promise.all([store.item(a1.id, user), store.item(q2.id, user), store.item("msg_not_ours", user), store.item(neverMade, user)]),
     }),
   };
 }
@@ -297,12 +298,13 @@ function conversationScenario(store: ResponseStore) {
 async function runConversation(store: ResponseStore) {
   const s = conversationScenario(store);
   await store.save(s.first);
-  const before = store.conversation(s.r1, "usr_a")!;
+  const before = (await store.conversation(s.r1, "usr_a"))!;
   await store.save(s.second(before));
-  const owner = s.read("usr_a");
-  const other = s.read("usr_b");
-  const deletes = [store.delete(s.r1, "usr_b"), store.delete(s.r1, "usr_a"), store.delete(s.r1, "usr_a"), store.delete("resp_nope", "usr_a")];
-  return { s, owner, other, deletes, afterDelete: s.read("usr_a") };
+  const owner = await s.read("usr_a");
+  const other = await s.read("usr_b");
+  const deletes = [];
+  for (const [id, user] of [[s.r1, "usr_b"], [s.r1, "usr_a"], [s.r1, "usr_a"], ["resp_nope", "usr_a"]] as const) deletes.push(await store.delete(id, user));
+  return { s, owner, other, deletes, afterDelete: await s.read("usr_a") };
 }
 
 // ---------------------------------------------------------------------------
@@ -670,12 +672,12 @@ describe("the PostgreSQL stores", { timeout: 60_000 }, () => {
       const briefIds = ["resp_a1", "resp_a2", "resp_a3"];
       await Promise.all(briefIds.map((id) => brief.save({ id, userId: "usr_a", createdAt: Date.now(), previousId: null, body: JSON.stringify({ id, output: [] }), input: [] })));
       await sleep(5);
-      expect(briefIds.map((id) => brief.get(id, "usr_a"))).toEqual([undefined, undefined, undefined]);
+      expect(await Promise.all(briefIds.map((id) => brief.get(id, "usr_a")))).toEqual([undefined, undefined, undefined]);
       expect(await brief.sweep()).toBe(3);
       expect(await brief.sweep()).toBe(0);
       expect(await sql(server, "SELECT id FROM responses ORDER BY id")).toEqual([{ id: s.r2 }]);
       // The long-lived response is untouched by the sweep.
-      expect(stores.responses(60_000).get(s.r2, "usr_a")).toEqual(expect.objectContaining({ id: s.r2 }));
+      expect(await stores.responses(60_000).get(s.r2, "usr_a")).toEqual(expect.objectContaining({ id: s.r2 }));
     } finally {
       await o.closeAll();
     }

@@ -6,8 +6,9 @@ const LIVE = "id = $1 AND user_id = $2 AND expires_at > $3";
 /**
  * Stored Responses API responses on PostgreSQL (DATABASE_URL), so a
  * conversation continued through another replica finds its predecessor.
- * Saves are batched and asynchronous (one multi-row INSERT a turn); reads
- * are one synchronous query by primary key, and deletes, like SQLite's.
+ * Saves are batched (one multi-row INSERT a turn); reads and deletes are one
+ * query by primary key. All are asynchronous: a slow server delays only
+ * the requests that need a stored response, never the event loop.
  */
 export function createPgResponseStore(pg: SyncPg, options: ResponseStoreOptions): ResponseStore {
   return responseStoreOn({
@@ -18,8 +19,8 @@ export function createPgResponseStore(pg: SyncPg, options: ResponseStoreOptions)
         batch.map((r) => r.previousId), batch.map((r) => r.body), batch.map((r) => JSON.stringify(r.input)),
       ]);
     },
-    row: (id, userId, now) => pg.query<{ items: string; body: string }>(`SELECT items, body FROM responses WHERE ${LIVE}`, [id, userId, now])[0],
-    remove: (id, userId, now) => pg.query(`DELETE FROM responses WHERE ${LIVE} RETURNING id`, [id, userId, now]).length > 0,
+    row: async (id, userId, now) => (await pg.queryAsync<{ items: string; body: string }>(`SELECT items, body FROM responses WHERE ${LIVE}`, [id, userId, now]))[0],
+    remove: async (id, userId, now) => (await pg.queryAsync(`DELETE FROM responses WHERE ${LIVE} RETURNING id`, [id, userId, now])).length > 0,
     sweepBatch: async (now) => (await pg.queryAsync(
       `DELETE FROM responses WHERE id IN (SELECT id FROM responses WHERE expires_at <= $1 LIMIT ${SWEEP_BATCH}) RETURNING id`, [now])).length,
   }, options);
