@@ -118,7 +118,7 @@ export async function startApp(config: Config, baseLog: Logger, options: AppOpti
   // REDIS_URL: limits, concurrency and budgets shared with every replica (src/redis/); else this process's, or the --workers primary's.
   const sharedQuota = config.shared.redisUrl ? createRedisQuota(policy, {
     url: config.shared.redisUrl, timeoutMs: config.shared.timeoutMs, leaseMs: config.shared.leaseMs, failMode: config.shared.failMode,
-    spent: (scope, subject, since) => usage.spent(scope, subject, since), log,
+    spent: (scope, subject, since) => usage.spentLater(scope, subject, since), log,
   }) : undefined;
   const quota: Quota = sharedQuota ?? options.quota?.(policy) ?? localQuota(createLimiter(policy), createBudgets(policy, usage));
   // Connected before the port opens: a request taken before then would meet LIMITS_FAIL_MODE as if Redis were down.

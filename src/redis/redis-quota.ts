@@ -27,7 +27,7 @@ export interface RedisQuotaOptions {
   readonly leaseMs: number;
   readonly failMode: LimitsFailMode;
   /** What a key or user spent since `since` (ms): the usage rows, read once per period by the first replica that needs it. */
-  spent(scope: "key" | "user", subject: string, since: number): bigint;
+  spent(scope: "key" | "user", subject: string, since: number): bigint | Promise<bigint>;
   readonly log: Pick<Logger, "warn" | "info">;
   readonly keyPrefix?: string;
   readonly tls?: ConnectionOptions;
@@ -145,7 +145,7 @@ export function createRedisQuota(policy: Policy, options: RedisQuotaOptions): Re
       const reply = JSON.parse(String(await client.gzTake(p.keys.length, ...p.keys, JSON.stringify(p.spec)))) as Reply;
       if (!("load" in reply)) return reply;
       // The period's spending is not in Redis yet: the usage rows have it (every budget of the plan, at once).
-      for (const [i, b] of p.budgets.entries()) p.spec.b[i]!.init ??= String(options.spent(b.scope, b.id, b.since));
+      for (const [i, b] of p.budgets.entries()) p.spec.b[i]!.init ??= String(await options.spent(b.scope, b.id, b.since));
     }
   };
 

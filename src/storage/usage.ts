@@ -77,6 +77,8 @@ export interface UsageStore {
   summary(by: UsageGroup, filter?: { since?: number; until?: number; userId?: string; keyId?: string }): UsageSummaryRow[];
   /** Total cost of a key's or a user's requests since `since` (ms), rows held in the retry buffer included. */
   spent(scope: "key" | "user", subject: string, since: number): bigint;
+  /** The same, without blocking on the database: PostgreSQL answers later (the Redis quota loads budgets with it). */
+  spentLater(scope: "key" | "user", subject: string, since: number): Promise<bigint>;
   /** Committed rows. */
   count(): number;
   /** False while the retry buffer is full: no new chat may start (admission refuses with usage_store_unavailable). */
@@ -169,6 +171,15 @@ export function createUsageStore(db: Db, options: UsageStoreOptions = {}): Usage
     }
   };
 
+  const spent = (scope: "key" | "user", subject: string, since: number): bigint => {
+    flush();
+    let held = 0n;
+    for (const r of buffer.rows) {
+      if (r.ts >= since && (scope === "key" ? r.keyId : r.userId) === subject) held += r.costPico;
+    }
+    return reads.spent(scope, subject, since) + held;
+  };
+
   return {
     insert(r) {
       queued.push(r);
@@ -189,14 +200,8 @@ export function createUsageStore(db: Db, options: UsageStoreOptions = {}): Usage
       flush();
       return reads.summary(by, filter);
     },
-    spent(scope, subject, since) {
-      flush();
-      let held = 0n;
-      for (const r of buffer.rows) {
-        if (r.ts >= since && (scope === "key" ? r.keyId : r.userId) === subject) held += r.costPico;
-      }
-      return reads.spent(scope, subject, since) + held;
-    },
+    spent,
+    spentLater: async (scope, subject, since) => spent(scope, subject, since),
     count() {
       flush();
       return reads.count();

@@ -120,6 +120,14 @@ export function createPgUsageStore(pg: SyncPg, options: UsageStoreOptions = {}):
     yield* buffer.rows;
   };
 
+  const pendingCost = (scope: "key" | "user", subject: string, since: number): bigint => {
+    let pending = 0n;
+    for (const r of unsent()) {
+      if (r.ts >= since && (scope === "key" ? r.keyId : r.userId) === subject) pending += r.costPico;
+    }
+    return pending;
+  };
+
   return {
     insert(r) {
       // Its own id: a batch whose answer was lost (a timeout) may have committed, and is sent again.
@@ -138,14 +146,9 @@ export function createPgUsageStore(pg: SyncPg, options: UsageStoreOptions = {}):
     },
     flush,
     summary: (by, filter = {}) => reads.summary(by, filter),
-    spent(scope, subject, since) {
-      // Rows not committed yet count too; a batch committing at this moment may count twice, never not at all.
-      let pending = 0n;
-      for (const r of unsent()) {
-        if (r.ts >= since && (scope === "key" ? r.keyId : r.userId) === subject) pending += r.costPico;
-      }
-      return reads.spent(scope, subject, since) + pending;
-    },
+    // Rows not committed yet count too; a batch committing at this moment may count twice, never not at all.
+    spent: (scope, subject, since) => reads.spent(scope, subject, since) + pendingCost(scope, subject, since),
+    spentLater: async (scope, subject, since) => (await reads.spentLater(scope, subject, since)) + pendingCost(scope, subject, since),
     count: () => reads.count(),
     available: () => buffer.available(),
     onAvailabilityChange: (listener) => buffer.onAvailabilityChange(listener),
@@ -165,6 +168,9 @@ export function createPgUsageStore(pg: SyncPg, options: UsageStoreOptions = {}):
 }
 
 const RESOLVED = Promise.resolve();
+
+const spentSql = (scope: "key" | "user") =>
+  `SELECT COALESCE(SUM(cost_pico), 0) AS c FROM usage WHERE ${scope === "key" ? "key_id" : "user_id"} = $1 AND ts >= $2`;
 
 /** The batch as one array a column, in USAGE_COLUMNS order. */
 function columnsOf(rows: readonly UsageRecord[]): unknown[][] {
@@ -194,8 +200,9 @@ function createPgUsageReads(pg: SyncPg) {
         promptTokens: Number(r.prompt ?? 0), completionTokens: Number(r.completion ?? 0), costPico: BigInt(r.cost ?? 0), savedPico: BigInt(r.saved ?? 0),
       }));
     },
-    spent: (scope: "key" | "user", subject: string, since: number): bigint => BigInt(pg.query<{ c: string }>(
-      `SELECT COALESCE(SUM(cost_pico), 0) AS c FROM usage WHERE ${scope === "key" ? "key_id" : "user_id"} = $1 AND ts >= $2`, [subject, since])[0]!.c),
+    spent: (scope: "key" | "user", subject: string, since: number): bigint => BigInt(pg.query<{ c: string }>(spentSql(scope), [subject, since])[0]!.c),
+    spentLater: async (scope: "key" | "user", subject: string, since: number): Promise<bigint> =>
+      BigInt((await pg.queryAsync<{ c: string }>(spentSql(scope), [subject, since]))[0]!.c),
     count: (): number => Number(pg.query<{ n: string }>("SELECT COUNT(*) AS n FROM usage")[0]!.n),
   };
 }
