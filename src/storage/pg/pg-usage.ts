@@ -33,8 +33,8 @@ const text = (v: unknown): unknown => (typeof v === "string" && v.includes("\u00
 
 /**
  * The usage store on PostgreSQL (DATABASE_URL). Rows are batched as in the
- * SQLite store, one INSERT per event-loop turn (or per 512 rows), but the
- * INSERT is asynchronous: batches go out while requests are served, and
+ * SQLite store, one INSERT per event-loop turn (or per 512 rows) at most, and
+ * fewer under load (one in flight at a time, see flush), and the INSERT is asynchronous: batches go out while requests are served, and
  * committed() resolves when the server has acknowledged the batch that holds
  * the rows. A request awaits that before its answer goes out, so a replica
  * killed with SIGKILL loses only the rows of requests it had not answered:
@@ -52,7 +52,7 @@ export function createPgUsageStore(pg: SyncPg, options: UsageStoreOptions = {}):
   /** The batch in one statement; if a row of it is wrong, each row alone, so that one bad row loses only itself. */
   const write = async (rows: readonly UsageRecord[]): Promise<unknown> => {
     try {
-      await pg.queryAsync(INSERT_BATCH, columnsOf(rows));
+      await pg.queryAsync(INSERT_BATCH, columnsOf(rows), "gatewayz_usage_batch");
       counts.written += rows.length;
       return undefined;
     } catch (err) {
@@ -91,7 +91,15 @@ export function createPgUsageStore(pg: SyncPg, options: UsageStoreOptions = {}):
    * batch, not one a request).
    */
   let settled: Promise<void> = RESOLVED;
+  /**
+   * One batch in flight at a time: rows that come while it is out wait, and
+   * go together when it is answered, so the batch grows with the load (one
+   * INSERT per round trip, however many requests) instead of one INSERT per
+   * event-loop turn. Each INSERT costs the gateway and the server more than its rows do.
+   */
+  let sending = false;
   const flush = () => {
+    if (sending) return;
     const rows = queued;
     const done = next;
     queued = [];
@@ -106,9 +114,14 @@ export function createPgUsageStore(pg: SyncPg, options: UsageStoreOptions = {}):
       buffer.hold(rows);
       return after(RESOLVED);
     }
+    sending = true;
     const sent: Promise<void> = write(rows).then((refused) => {
       if (refused !== undefined) buffer.hold(rows, refused);
-    }, (err: unknown) => buffer.hold(rows, err)).finally(() => inFlight.delete(sent));
+    }, (err: unknown) => buffer.hold(rows, err)).finally(() => {
+      inFlight.delete(sent);
+      sending = false;
+      if (queued.length) flush();
+    });
     inFlight.set(sent, rows);
     after(sent);
   };
@@ -160,8 +173,10 @@ export function createPgUsageStore(pg: SyncPg, options: UsageStoreOptions = {}):
     },
     countUnrecorded: () => buffer.countUnrecorded(),
     async close() {
-      flush();
-      await settled;
+      while (queued.length || inFlight.size) {
+        flush();
+        await settled;
+      }
       await buffer.close();
     },
   };

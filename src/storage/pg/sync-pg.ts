@@ -35,7 +35,8 @@ export type PgRow = Record<string, unknown>;
 export interface SyncPg {
   /** Blocks until the rows are back. A multi-statement `sql` (no params) gives the last statement's rows. */
   query<R = PgRow>(sql: string, params?: readonly unknown[]): R[];
-  queryAsync<R = PgRow>(sql: string, params?: readonly unknown[]): Promise<R[]>;
+  /** `name`: a prepared statement, parsed and planned once a connection (for a statement sent many times). */
+  queryAsync<R = PgRow>(sql: string, params?: readonly unknown[], name?: string): Promise<R[]>;
   /** The steps on one connection between BEGIN and COMMIT, each step's rows; ROLLBACK and rethrow on any error. */
   transaction<R = PgRow>(steps: readonly PgStep[]): R[][];
   transactionAsync<R = PgRow>(steps: readonly PgStep[]): Promise<R[][]>;
@@ -171,8 +172,8 @@ export function openSyncPg(url: string, options: SyncPgOptions = {}): SyncPg {
   return {
     answerWithinMs,
     query: <R>(sql: string, params?: readonly unknown[]) => toRows(callSync("query", { sql, params: toParams(params) })) as R[],
-    queryAsync: async <R>(sql: string, params?: readonly unknown[]) =>
-      toRows(await callAsync("query", { sql, params: toParams(params) })) as R[],
+    queryAsync: async <R>(sql: string, params?: readonly unknown[], name?: string) =>
+      toRows(await callAsync("query", { sql, params: toParams(params), name })) as R[],
     transaction: <R>(steps: readonly PgStep[]) => (callSync("transaction", { steps: stepsOf(steps) }) as unknown[]).map(toRows) as R[][],
     transactionAsync: async <R>(steps: readonly PgStep[]) =>
       ((await callAsync("transaction", { steps: stepsOf(steps) })) as unknown[]).map(toRows) as R[][],
