@@ -1,4 +1,4 @@
-import { randomUUID } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { createRetryBuffer } from "../usage-buffer.js";
 import type { UsageGroup, UsageRecord, UsageStore, UsageStoreOptions, UsageSummaryRow } from "../usage.js";
 import { USAGE_COLUMNS, usageValues, type LostRows } from "../usage-writer.js";
@@ -144,7 +144,7 @@ export function createPgUsageStore(pg: SyncPg, options: UsageStoreOptions = {}):
   return {
     insert(r) {
       // Its own id: a batch whose answer was lost (a timeout) may have committed, and is sent again.
-      queued.push({ ...r, rowUid: randomUUID() });
+      queued.push({ ...r, rowUid: timeOrderedUuid() });
       if (queued.length === 1) setImmediate(flush);
       else if (queued.length >= MAX_BATCH) flush();
     },
@@ -186,6 +186,28 @@ const RESOLVED = Promise.resolve();
 
 const spentSql = (scope: "key" | "user") =>
   `SELECT COALESCE(SUM(cost_pico), 0) AS c FROM usage WHERE ${scope === "key" ? "key_id" : "user_id"} = $1 AND ts >= $2`;
+
+/**
+ * A UUID whose first 48 bits are the time in ms (as UUIDv7's), the other 74
+ * random: ids made close in time sort close, so each lands at the right edge
+ * of the unique index rather than on a random page of it (a random UUID
+ * cost the server a fifth to a half more a batch), and two replicas' ids
+ * never collide in practice.
+ */
+let pool = Buffer.alloc(0);
+let at = 0;
+export function timeOrderedUuid(now = Date.now()): string {
+  if (at + 10 > pool.length) {
+    pool = randomBytes(10 * 256);
+    at = 0;
+  }
+  const r = pool.subarray(at, (at += 10));
+  const hex = now.toString(16).padStart(12, "0") + r.toString("hex");
+  // Version 7, variant 10xx.
+  const v = (0x7000 | (parseInt(hex.slice(12, 16), 16) & 0x0fff)).toString(16);
+  const w = (0x8000 | (parseInt(hex.slice(16, 20), 16) & 0x3fff)).toString(16);
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${v}-${w}-${hex.slice(20, 32)}`;
+}
 
 /** The batch as one array a column, in USAGE_COLUMNS order. */
 function columnsOf(rows: readonly UsageRecord[]): unknown[][] {
