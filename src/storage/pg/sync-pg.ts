@@ -1,7 +1,7 @@
 // A synchronous PostgreSQL client for the code paths that are synchronous today
 // over better-sqlite3 (admin and CLI commands, cache reloads), and an
-// asynchronous one over the same connections for the hot path. A worker thread
-// owns a `pg` Pool; a synchronous call posts its request and blocks the calling
+// asynchronous one for the hot path, on this thread with a pool of its own
+// (async-pg.ts). For the synchronous calls, a worker thread owns a `pg` Pool; a synchronous call posts its request and blocks the calling
 // thread on Atomics.wait until the worker answers, and is bounded, so that a
 // server that stops answering turns into an error rather than a hung process.
 //
@@ -14,6 +14,7 @@
 // Aliased: the esbuild bundle's banner declares its own createRequire.
 import { createRequire as requireFrom } from "node:module";
 import { MessageChannel, receiveMessageOnPort, Worker } from "node:worker_threads";
+import { createAsyncPg } from "./async-pg.js";
 import { WORKER } from "./pg-worker-source.js";
 
 export interface SyncPgOptions {
@@ -168,15 +169,26 @@ export function openSyncPg(url: string, options: SyncPgOptions = {}): SyncPg {
   }
 
   const stepsOf = (steps: readonly PgStep[]) => steps.map((s) => ({ sql: s.sql, params: toParams(s.params) }));
+  // The asynchronous calls run on this thread, with a pool of their own (async-pg.ts).
+  const later = createAsyncPg({
+    url, redacted, statementTimeoutMs, connectTimeoutMs, queryTimeoutMs: answerWithinMs, applicationName: options.applicationName ?? "gatewayz",
+  });
+  const open = () => {
+    if (closed) throw closed;
+  };
 
   return {
     answerWithinMs,
     query: <R>(sql: string, params?: readonly unknown[]) => toRows(callSync("query", { sql, params: toParams(params) })) as R[],
-    queryAsync: async <R>(sql: string, params?: readonly unknown[], name?: string) =>
-      toRows(await callAsync("query", { sql, params: toParams(params), name })) as R[],
+    queryAsync: async <R>(sql: string, params?: readonly unknown[], name?: string) => {
+      open();
+      return later.query<R>(sql, params, name);
+    },
     transaction: <R>(steps: readonly PgStep[]) => (callSync("transaction", { steps: stepsOf(steps) }) as unknown[]).map(toRows) as R[][],
-    transactionAsync: async <R>(steps: readonly PgStep[]) =>
-      ((await callAsync("transaction", { steps: stepsOf(steps) })) as unknown[]).map(toRows) as R[][],
+    transactionAsync: async <R>(steps: readonly PgStep[]) => {
+      open();
+      return later.transaction<R>(steps);
+    },
     listen(channel, onNotify) {
       callSync("listen", { channel });
       let set = listeners.get(channel);
@@ -185,7 +197,7 @@ export function openSyncPg(url: string, options: SyncPgOptions = {}): SyncPg {
     },
     async close() {
       if (closed) return;
-      const ended = callAsync("close", {}).catch(() => {});
+      const ended = Promise.all([callAsync("close", {}).catch(() => {}), later.close().catch(() => {})]);
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([ended, new Promise((r) => (timer = setTimeout(r, CLOSE_WAIT_MS)))]);
       clearTimeout(timer);
