@@ -18,37 +18,37 @@ const UPSERT_LIMITS = `INSERT INTO rate_limits (scope, subject, rpm, tpm, rpd, c
  * CLI's) writes refresh by NOTIFY (pg-changes.ts); dataVersion() moves with it.
  */
 export function createPgLimitStore(pg: SyncPg, feed: ChangeFeed, now: () => number = Date.now): LimitStore {
-  const limits = feed.view("limits", {
-    sync: () => limitsByKey(pg.query<LimitDbRow>(LIMITS)),
-    async: async () => limitsByKey(await pg.queryAsync<LimitDbRow>(LIMITS)),
-  });
-  const budgets = feed.view("budgets", {
-    sync: () => budgetsByKey(pg.query<BudgetDbRow>(BUDGETS)),
-    async: async () => budgetsByKey(await pg.queryAsync<BudgetDbRow>(BUDGETS)),
+  // One view of both tables: a change is taken in whole, and dataVersion moves once for it.
+  const both = (l: LimitDbRow[], b: BudgetDbRow[]) => ({ limits: limitsByKey(l), budgets: budgetsByKey(b) });
+  const view = feed.view("limits", {
+    sync: () => both(pg.query<LimitDbRow>(LIMITS), pg.query<BudgetDbRow>(BUDGETS)),
+    async: async () => {
+      const [l, b] = await Promise.all([pg.queryAsync<LimitDbRow>(LIMITS), pg.queryAsync<BudgetDbRow>(BUDGETS)]);
+      return both(l, b);
+    },
   });
   const write = (sql: string, params: unknown[]) => {
     try {
       pg.transaction([{ sql, params }, NOTIFY_CHANGE]);
     } finally {
-      limits.reload();
-      budgets.reload();
+      view.reload();
     }
   };
   return {
-    limits: () => limits.get(),
+    limits: () => view.get().limits,
     setLimits(scope, subject, values) {
       const set = LIMIT_FIELDS.map((f) => f in values);
       const given = LIMIT_FIELDS.map((f) => values[f] ?? null);
       for (const v of given) checkLimitValue(v);
       write(UPSERT_LIMITS, [scope, subject, ...given, now(), ...set]);
     },
-    budgets: () => budgets.get(),
+    budgets: () => view.get().budgets,
     setBudget(scope, subject, budget) {
       if (budget === null) write("DELETE FROM budgets WHERE scope = $1 AND subject = $2", [scope, subject]);
       else write(`INSERT INTO budgets (scope, subject, limit_pico, period, updated_at) VALUES ($1, $2, $3, $4, $5)
         ON CONFLICT (scope, subject) DO UPDATE SET limit_pico = excluded.limit_pico, period = excluded.period, updated_at = excluded.updated_at`,
       [scope, subject, budget.limitPico, budget.period, now()]);
     },
-    dataVersion: () => `${limits.get() && limits.version}/${budgets.get() && budgets.version}`,
+    dataVersion: () => String(view.get() && view.version),
   };
 }
