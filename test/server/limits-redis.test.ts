@@ -70,7 +70,7 @@ async function limit(r: Replicas, values: LimitValues, budgetPico?: bigint): Pro
   if (r.target.databaseUrl) await new Promise((done) => setTimeout(done, 150));
 }
 
-/** What the key's usage rows cost so far (each request's row is committed before its answer). */
+/** What the key's usage rows cost so far (committed ones: on PostgreSQL, wait for them first). */
 function spentSoFar(r: Replicas): Promise<bigint> {
   return withStores(r.target, (s) => s.usage.spent("key", r.keyId, 0));
 }
@@ -109,8 +109,9 @@ describe.each(["sqlite", "postgres"] as const)("limits shared by three replicas 
     const second = await burst(r, 12);
     expect(count(second, 200)).toBe(7);
     expect(statuses(second).filter((s) => s !== 200 && s !== 429)).toEqual([]);
-    // One usage row a request, whichever replica served or refused it (each row is committed before its answer).
-    expect(await rowsByStatus(r)).toEqual({ ok: 12, rejected: 15 });
+    // One usage row a request, whichever replica served or refused it (on SQLite committed before
+    // its answer; on PostgreSQL in the batch after it).
+    await expect.poll(() => rowsByStatus(r), { timeout: 2_000 }).toEqual({ ok: 12, rejected: 15 });
   }, 60_000);
 
   it("tpm: reservations count across replicas, so exactly as many requests as fit pass", async () => {
@@ -158,7 +159,8 @@ describe.each(["sqlite", "postgres"] as const)("limits shared by three replicas 
     // Each replica asks once under a large budget: without sharing, each would now hold its own idea of what was spent.
     await limit(r, {}, 10n ** 12n);
     for (const url of r.urls) expect((await ask(url, r.key)).status).toBe(200);
-    // Room for exactly one more answer's spending, which replica 0 makes.
+    // Room for exactly one more answer's spending, which replica 0 makes (the three rows in first).
+    await expect.poll(() => rowsByStatus(r), { timeout: 2_000 }).toEqual({ ok: 3 });
     await limit(r, {}, (await spentSoFar(r)) + 1n);
     expect((await ask(r.urls[0]!, r.key)).status).toBe(200);
     await expect.poll(async () => (await ask(r.urls[1]!, r.key)).code, { timeout: 5_000 }).toBe("insufficient_quota");

@@ -1,8 +1,8 @@
 // Replicas on PostgreSQL (DATABASE_URL) end to end, beyond the shared limits that
 // limits-redis.test.ts proves on both engines: the start-up log when DATABASE_URL and
 // DATABASE_PATH are both set, the CLI against the shared database, exactly one usage row a
-// request whichever replica served it, a replica killed with SIGKILL under load losing no row
-// of an answered request, and PostgreSQL stopping to answer: served from memory, rows held and
+// request whichever replica served it, a replica killed with SIGKILL under load losing at most
+// its current batches' rows, and PostgreSQL stopping to answer: served from memory, rows held and
 // committed once it is back, admin writes refused as storage_unavailable, readiness false.
 import { describe, expect, it } from "vitest";
 import { main as cli } from "../../src/cli/main.js";
@@ -51,10 +51,11 @@ describe("replicas on PostgreSQL", { timeout: 60_000 }, () => {
     const ids = Array.from({ length: 30 }, (_, i) => `pg-replica-${i}`);
     const statuses = await Promise.all(ids.map((id, i) => ask(replicas[i % 3]!.url, key, id)));
     expect(statuses.every((s) => s === 200)).toBe(true);
-    // Exactly one row a request, whichever replica served it (each is committed before its answer).
-    const rows = await selectRows<{ request_id: string; n: string }>({ databasePath: "", databaseUrl: pg.url },
+    // Exactly one row a request, whichever replica served it (in the batch after its answer).
+    const byId = () => selectRows<{ request_id: string; n: string }>({ databasePath: "", databaseUrl: pg.url },
       "SELECT request_id, COUNT(*) AS n FROM usage WHERE request_id LIKE 'pg-replica-%' GROUP BY request_id");
-    expect(rows.length).toBe(30);
+    await expect.poll(async () => (await byId()).length, { timeout: 2_000 }).toBe(30);
+    const rows = await byId();
     expect(rows.every((r) => Number(r.n) === 1)).toBe(true);
     // The CLI reads the same rows.
     const usage = gatewayz(pg.url, "usage", "--by", "user", "--json");
@@ -87,7 +88,7 @@ describe("replicas on PostgreSQL", { timeout: 60_000 }, () => {
     expect((await fetch(`${a!.url}/v1/responses/${id}`, { headers: { authorization: `Bearer ${key}` } })).status).toBe(404);
   });
 
-  it("a replica killed with SIGKILL under load loses no row of a request it answered", async () => {
+  it("a replica killed with SIGKILL under load loses at most the rows of its current batches", async () => {
     const pg = await startPostgres();
     const key = createKey(pg.url);
     const [victim, other] = await Promise.all([0, 1].map(() => suite.start({ DATABASE_URL: pg.url })));
@@ -106,8 +107,10 @@ describe("replicas on PostgreSQL", { timeout: 60_000 }, () => {
     victim!.kill();
     await Promise.all(load);
     const rows = await rowCount(pg.url);
-    // Every answered request has its row; what is lost is at most the batch of requests not yet answered.
-    expect(rows).toBeGreaterThanOrEqual(answered);
+    // What is lost is at most its current batches: the one in flight and the rows gathered behind it,
+    // the requests of about one round trip to PostgreSQL (here far fewer than a second's worth).
+    process.stderr.write(`SIGKILL: ${answered} answered, ${sent} sent, ${rows} rows\n`);
+    expect(rows).toBeGreaterThanOrEqual(answered - 100);
     expect(rows).toBeLessThanOrEqual(sent);
     // The survivor carries on.
     expect(await ask(other!.url, key)).toBe(200);
