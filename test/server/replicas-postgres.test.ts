@@ -135,6 +135,8 @@ describe("replicas on PostgreSQL", { timeout: 60_000 }, () => {
       expect(created.status).toBe(503);
       expect(await created.json()).toMatchObject({ code: "unavailable", message: expect.stringMatching(/PostgreSQL/) });
       await expect.poll(async () => (await fetch(`${gw.url}/readyz`)).status, { timeout: 5_000, interval: 200 }).toBe(503);
+      // The batch's INSERT gives up (within DATABASE_TIMEOUT_MS and the bridge's margin): its rows are held.
+      await gw.waitForOutput(/holding usage rows in memory/, 10_000);
     } finally {
       pg.resume();
     }
