@@ -44,11 +44,10 @@ function main() {
   const broken = (err) => (err instanceof pg.DatabaseError ? undefined : err);
   const rowsOf = (result) => (Array.isArray(result) ? result[result.length - 1].rows : result.rows);
 
-  // A named statement is parsed and planned once a connection, then only bound and run.
-  async function query({ sql, params, name }) {
+  async function query({ sql, params }) {
     const client = await pool.connect();
     try {
-      const rows = rowsOf(await (name ? client.query({ name, text: sql, values: params }) : client.query(sql, params)));
+      const rows = rowsOf(await client.query(sql, params));
       client.release();
       return rows;
     } catch (err) {
