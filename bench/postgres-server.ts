@@ -10,9 +10,9 @@
 // benchmark's other children when it exits early.
 import { execFile } from "node:child_process";
 import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
-import net, { type AddressInfo } from "node:net";
 import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
+import { freePort } from "../test/support/free-port.js";
 import { promisify } from "node:util";
 
 const run = promisify(execFile);
@@ -48,18 +48,6 @@ export function postgresBinDir(env: NodeJS.ProcessEnv = process.env): string {
       "(Debian: apt-get install -y --no-install-recommends postgresql; or set PG_BIN_DIR), or run the bench with --no-replicas");
   }
   return join(DEBIAN_ROOT, versions[0]!, "bin");
-}
-
-/** A port nobody listens on right now (as test/support/free-port.ts). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 const root = () => userInfo().uid === 0;
