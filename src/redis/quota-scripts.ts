@@ -10,46 +10,60 @@
  * - a fixed window: `<base>:<window start ms>`, a counter that expires
  *   after its window;
  * - concurrency: a sorted set of tickets scored by lease expiry: a ticket
- *   whose replica died is dropped when its lease ends;
+ *   whose replica died stops counting when its lease ends (it is pruned by
+ *   the first take it would otherwise refuse);
  * - a budget: `spent` (pico-USD settled this period, loaded from the usage
  *   rows by the first replica that needs it), `reserved` (the sum of the live
  *   reservations), `leases` (tickets by lease expiry) and `amounts` (ticket ->
  *   reserved pico): an expired reservation is given back, never leaked.
- * The spec (ARGV[1], JSON) says which KEYS index is what. Amounts are
- * decimal strings handed to INCRBY/DECRBY, which are exact on 64-bit
- * integers; only the budget's comparison is made in Lua's doubles (exact to
- * the pico below $9,007; above it, to a few pico).
+ * TAKE and SETTLE take their specs as flat ARGV and answer with plain
+ * arrays, never JSON: decoding and encoding it was a third of a take's time
+ * in Redis, and the replica's JSON.parse on top (bench/ANALYSIS.md). KEYS
+ * come in the order windows, slots, budgets (four keys each), and ARGV says
+ * how many of each. Amounts are decimal strings handed to INCRBY/DECRBY,
+ * which are exact on 64-bit integers; only the budget's comparison is made
+ * in Lua's doubles (exact to the pico below $9,007; above it, to a few
+ * pico).
  */
 
 /** How long an unused window counter or set outlives its use, beyond its window or lease. */
 const SLACK_MS = 60_000;
 
 export const TAKE = `
-local spec = cjson.decode(ARGV[1])
+local ticket, lease, est = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local nw, nc, nb = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local over = {}
-local windows = {}
-for i, w in ipairs(spec.w) do
-  local start = now - (now % w.ms)
-  local used = tonumber(redis.call('GET', KEYS[w.k] .. ':' .. start) or '0')
-  windows[i] = { used, start + w.ms - now, start }
-  if used + w.cost > w.limit then over[#over + 1] = 'w' .. i end
+local over, windows, slots, budgets = {}, {}, {}, {}
+for i = 1, nw do
+  local a = 6 + (i - 1) * 3
+  local ms, limit, cost = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+  local start = now - (now % ms)
+  local used = tonumber(redis.call('GET', KEYS[i] .. ':' .. start) or '0')
+  windows[#windows + 1], windows[#windows + 2], windows[#windows + 3] = used, start + ms - now, start
+  if used + cost > limit then over[#over + 1] = 'w' .. i end
 end
-local slots = {}
-for i, c in ipairs(spec.c) do
-  redis.call('ZREMRANGEBYSCORE', KEYS[c.k], '-inf', now)
-  local n = redis.call('ZCARD', KEYS[c.k])
+local a = 6 + nw * 3
+for i = 1, nc do
+  local key, limit = KEYS[nw + i], tonumber(ARGV[a + i])
+  local n = redis.call('ZCARD', key)
+  -- Tickets whose lease ended (a dead replica's) only matter when they would refuse: pruned then.
+  if n + 1 > limit then
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+    n = redis.call('ZCARD', key)
+  end
   slots[i] = n
-  if n + 1 > c.limit then over[#over + 1] = 'c' .. i end
+  if n + 1 > limit then over[#over + 1] = 'c' .. i end
 end
-local budgets = {}
-for i, b in ipairs(spec.b) do
-  local spent, reserved, leases, amounts = KEYS[b.k], KEYS[b.k + 1], KEYS[b.k + 2], KEYS[b.k + 3]
+a = a + nc
+for i = 1, nb do
+  local k = nw + nc + (i - 1) * 4
+  local spent, reserved, leases, amounts = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
+  local limit, ttl, init = ARGV[a + (i - 1) * 3 + 1], ARGV[a + (i - 1) * 3 + 2], ARGV[a + (i - 1) * 3 + 3]
   for _, m in ipairs(redis.call('ZRANGEBYSCORE', leases, '-inf', now)) do
-    local a = redis.call('HGET', amounts, m)
-    if a then
-      redis.call('DECRBY', reserved, a)
+    local held = redis.call('HGET', amounts, m)
+    if held then
+      redis.call('DECRBY', reserved, held)
       redis.call('HDEL', amounts, m)
     end
     redis.call('ZREM', leases, m)
@@ -57,32 +71,33 @@ for i, b in ipairs(spec.b) do
   local s = redis.call('GET', spent)
   if not s then
     -- Nothing taken yet: the caller reads the period's spending from the usage rows and asks again.
-    if not b.init then return cjson.encode({ load = i }) end
-    redis.call('SET', spent, b.init, 'NX', 'PX', b.ttl)
+    if init == '' then return { 2, i } end
+    redis.call('SET', spent, init, 'NX', 'PX', ttl)
     s = redis.call('GET', spent)
   end
   local r = redis.call('GET', reserved) or '0'
-  budgets[i] = { s, r }
-  if tonumber(s) + tonumber(r) >= tonumber(b.limit) then over[#over + 1] = 'b' .. i end
+  budgets[#budgets + 1], budgets[#budgets + 2] = s, r
+  if tonumber(s) + tonumber(r) >= tonumber(limit) then over[#over + 1] = 'b' .. i end
 end
-if #over > 0 then return cjson.encode({ over = over, w = windows, c = slots, b = budgets, now = now }) end
-for i, w in ipairs(spec.w) do
-  local key = KEYS[w.k] .. ':' .. windows[i][3]
-  redis.call('INCRBY', key, w.cost)
-  redis.call('PEXPIRE', key, w.ms + ${SLACK_MS})
+if #over > 0 then return { 0, now, windows, slots, budgets, over } end
+for i = 1, nw do
+  local key, ms, cost = KEYS[i] .. ':' .. windows[(i - 1) * 3 + 3], tonumber(ARGV[6 + (i - 1) * 3 + 1]), tonumber(ARGV[6 + (i - 1) * 3 + 3])
+  -- A new window's counter gets its lifetime once; later takes leave it.
+  if redis.call('INCRBY', key, cost) == cost then redis.call('PEXPIRE', key, ms + ${SLACK_MS}) end
 end
-local expires = now + spec.lease
-for _, c in ipairs(spec.c) do
-  redis.call('ZADD', KEYS[c.k], expires, spec.ticket)
-  redis.call('PEXPIRE', KEYS[c.k], spec.lease + ${SLACK_MS})
+local expires = now + lease
+for i = 1, nc do
+  redis.call('ZADD', KEYS[nw + i], expires, ticket)
+  redis.call('PEXPIRE', KEYS[nw + i], lease + ${SLACK_MS})
 end
-for _, b in ipairs(spec.b) do
-  redis.call('INCRBY', KEYS[b.k + 1], spec.est)
-  redis.call('ZADD', KEYS[b.k + 2], expires, spec.ticket)
-  redis.call('HSET', KEYS[b.k + 3], spec.ticket, spec.est)
-  for j = 1, 3 do redis.call('PEXPIRE', KEYS[b.k + j], spec.lease + ${SLACK_MS}) end
+for i = 1, nb do
+  local k = nw + nc + (i - 1) * 4
+  redis.call('INCRBY', KEYS[k + 2], est)
+  redis.call('ZADD', KEYS[k + 3], expires, ticket)
+  redis.call('HSET', KEYS[k + 4], ticket, est)
+  for j = 2, 4 do redis.call('PEXPIRE', KEYS[k + j], lease + ${SLACK_MS}) end
 end
-return cjson.encode({ ok = 1, w = windows, c = slots, now = now })
+return { 1, now, windows, slots }
 `;
 
 /**
@@ -94,20 +109,23 @@ return cjson.encode({ ok = 1, w = windows, c = slots, now = now })
  * ticket whose lease has lapsed.
  */
 export const SETTLE = `
-local spec = cjson.decode(ARGV[1])
-for _, w in ipairs(spec.w) do
-  if redis.call('EXISTS', KEYS[w.k]) == 1 and w.delta ~= 0 then
-    if redis.call('INCRBY', KEYS[w.k], w.delta) < 0 then redis.call('SET', KEYS[w.k], 0, 'KEEPTTL') end
+local ticket, cost = ARGV[1], ARGV[2]
+local nw, nc, nb = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+for i = 1, nw do
+  local delta = tonumber(ARGV[5 + i])
+  if delta ~= 0 and redis.call('EXISTS', KEYS[i]) == 1 then
+    if redis.call('INCRBY', KEYS[i], delta) < 0 then redis.call('SET', KEYS[i], 0, 'KEEPTTL') end
   end
 end
-for _, k in ipairs(spec.c) do redis.call('ZREM', KEYS[k], spec.ticket) end
-for _, k in ipairs(spec.b) do
-  if redis.call('ZREM', KEYS[k + 2], spec.ticket) == 1 then
-    local a = redis.call('HGET', KEYS[k + 3], spec.ticket)
-    if a then redis.call('DECRBY', KEYS[k + 1], a) end
+for i = 1, nc do redis.call('ZREM', KEYS[nw + i], ticket) end
+for i = 1, nb do
+  local k = nw + nc + (i - 1) * 4
+  if redis.call('ZREM', KEYS[k + 3], ticket) == 1 then
+    local a = redis.call('HGET', KEYS[k + 4], ticket)
+    if a then redis.call('DECRBY', KEYS[k + 2], a) end
   end
-  redis.call('HDEL', KEYS[k + 3], spec.ticket)
-  if spec.cost ~= '0' and redis.call('EXISTS', KEYS[k]) == 1 then redis.call('INCRBY', KEYS[k], spec.cost) end
+  redis.call('HDEL', KEYS[k + 4], ticket)
+  if cost ~= '0' and redis.call('EXISTS', KEYS[k + 1]) == 1 then redis.call('INCRBY', KEYS[k + 1], cost) end
 end
 return 1
 `;

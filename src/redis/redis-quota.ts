@@ -45,30 +45,32 @@ const SPENT_TTL_MS = 10 * 60_000;
 /** A failing Redis is reported at most this often (an outage would otherwise warn per request). */
 const WARN_EVERY_MS = 10_000;
 
-interface WindowSpec { k: number; ms: number; limit: number; cost: number }
-interface BudgetSpec { k: number; limit: string; ttl: number; init?: string }
+interface WindowSpec { key: string; ms: number; limit: number; cost: number }
+interface SlotSpec { key: string; limit: number }
+interface BudgetSpec { keys: [spent: string, reserved: string, leases: string, amounts: string]; limit: string; init: string }
 interface Plan {
-  keys: string[];
-  spec: { w: WindowSpec[]; c: Array<{ k: number; limit: number }>; b: BudgetSpec[]; ticket: string; lease: number; est: string };
-  /** What each window and slot spec is, for the refusal's words and the headers. */
-  windows: Array<{ scope: LimitScope; id: string; dim: WindowDim }>;
-  slots: Array<{ scope: LimitScope; id: string }>;
-  budgets: Array<{ scope: "key" | "user"; id: string; budget: BudgetRow; since: number }>;
+  ticket: string;
+  /** The budgets' estimate, pico-USD. */
+  est: string;
+  /** The limits and budgets in force, with each one's scope and subject for the refusal's words and the headers. */
+  windows: Array<WindowSpec & { scope: LimitScope; id: string; dim: WindowDim }>;
+  slots: Array<SlotSpec & { scope: LimitScope; id: string }>;
+  budgets: Array<BudgetSpec & { scope: "key" | "user"; id: string; budget: BudgetRow; since: number }>;
 }
+/** TAKE's answer (quota-scripts.ts): taken, refused (with what refused), or a budget's spending to load first. */
 type Reply =
-  | { load: number }
-  | { over: string[]; w: Array<[number, number, number]>; c: number[]; b: Array<[string, string]>; now: number }
-  | { ok: 1; w: Array<[number, number, number]>; c: number[]; now: number };
+  | [status: 1, now: number, windows: number[], slots: number[]]
+  | [status: 0, now: number, windows: number[], slots: number[], budgets: string[], over: string[]]
+  | [status: 2, budget: number];
 
-type ScriptClient = Redis & Record<"gzTake" | "gzSettle" | "gzRenew", (keys: number, ...args: string[]) => Promise<unknown>>;
+type ScriptClient = Redis & Record<"gzTake" | "gzSettle" | "gzRenew", (keys: number, ...args: Array<string | number>) => Promise<unknown>>;
 
 /**
  * The rate limits, concurrency and budgets shared by every replica through
  * Redis (REDIS_URL): the third Quota beside the in-process one and the
  * --workers primary's. One script call a request (quota-scripts.ts) checks
  * and takes every limit of every scope at once, on Redis's clock; the
- * ticket's settle is a second, not awaited. A subject with no limit and no
- * budget never reaches Redis.
+ * ticket's settle is a second, not awaited. A subject with no limit and no budget never reaches Redis.
  *
  * Redis unavailable, or slower than REDIS_TIMEOUT_MS: LIMITS_FAIL_MODE
  * closed (the default) refuses with 503 limiter_unavailable, open lets the
@@ -100,71 +102,71 @@ export function createRedisQuota(policy: Policy, options: RedisQuotaOptions): Re
   const warn = (what: string, err: unknown) => warnOnce(`limits: ${what}`, err);
 
   const plan = (subject: Subject, tokens: number, estimatePico: bigint): Plan => {
-    const p: Plan = {
-      keys: [], windows: [], slots: [], budgets: [],
-      spec: { w: [], c: [], b: [], ticket: `${replica}:${nextTicket++}`, lease: leaseMs, est: String(estimatePico) },
-    };
-    const key = (name: string) => p.keys.push(prefix + name);
+    const p: Plan = { ticket: `${replica}:${nextTicket++}`, est: String(estimatePico), windows: [], slots: [], budgets: [] };
     const t = Date.now();
     for (const [scope, id] of [["key", subject.keyId], ["user", subject.userId], ["system", ""]] as const) {
       const limits = policy.limitsFor(scope, id);
       for (const dim of ["rpm", "rpd", "tpm"] as const) {
         if (limits[dim] <= 0) continue;
-        p.spec.w.push({ k: key(`w:${scope}:${id}:${dim}`), ms: WINDOW_MS[dim], limit: limits[dim], cost: dim === "tpm" ? tokens : 1 });
-        p.windows.push({ scope, id, dim });
+        p.windows.push({ key: `${prefix}w:${scope}:${id}:${dim}`, ms: WINDOW_MS[dim], limit: limits[dim], cost: dim === "tpm" ? tokens : 1, scope, id, dim });
       }
-      if (limits.concurrent > 0) {
-        p.spec.c.push({ k: key(`c:${scope}:${id}`), limit: limits.concurrent });
-        p.slots.push({ scope, id });
-      }
+      if (limits.concurrent > 0) p.slots.push({ key: `${prefix}c:${scope}:${id}`, limit: limits.concurrent, scope, id });
       if (scope === "system") continue;
       const budget = policy.budgetFor(scope, id);
       if (!budget) continue;
       // The period by this replica's clock: a skew of seconds only matters at a month's first instant.
       const since = periodStart(budget, t);
-      const base = `b:${scope}:${id}:${budget.period}:${since}`;
-      const k = key(`${base}:spent`);
-      for (const part of ["reserved", "leases", "amounts"]) key(`${base}:${part}`);
-      p.spec.b.push({ k, limit: String(budget.limitPico), ttl: SPENT_TTL_MS });
-      p.budgets.push({ scope, id, budget, since });
+      const base = `${prefix}b:${scope}:${id}:${budget.period}:${since}`;
+      p.budgets.push({
+        keys: [`${base}:spent`, `${base}:reserved`, `${base}:leases`, `${base}:amounts`],
+        limit: String(budget.limitPico), init: "", scope, id, budget, since,
+      });
     }
     return p;
   };
 
-  const checksOf = (p: Plan, windows: Array<[number, number, number]>, slots: number[]): Check[] => [
+  /** TAKE's KEYS then ARGV: windows, slots, budgets, in that order (quota-scripts.ts). */
+  const takeArgs = (p: Plan): [number, ...Array<string | number>] => {
+    const keys: string[] = [];
+    const argv: Array<string | number> = [p.ticket, leaseMs, p.est, p.windows.length, p.slots.length, p.budgets.length];
+    for (const w of p.windows) keys.push(w.key), argv.push(w.ms, w.limit, w.cost);
+    for (const c of p.slots) keys.push(c.key), argv.push(c.limit);
+    for (const b of p.budgets) keys.push(...b.keys), argv.push(b.limit, SPENT_TTL_MS, b.init);
+    return [keys.length, ...keys, ...argv];
+  };
+
+  const checksOf = (p: Plan, windows: number[], slots: number[]): Check[] => [
     ...p.windows.map((w, i): Check => ({
-      scope: w.scope, subjectId: w.id, dim: w.dim, limit: p.spec.w[i]!.limit, used: windows[i]![0], cost: p.spec.w[i]!.cost, resetMs: windows[i]![1],
+      scope: w.scope, subjectId: w.id, dim: w.dim, limit: w.limit, used: windows[i * 3]!, cost: w.cost, resetMs: windows[i * 3 + 1]!,
     })),
     ...p.slots.map((s, i): Check => ({
-      scope: s.scope, subjectId: s.id, dim: "concurrent", limit: p.spec.c[i]!.limit, used: slots[i]!, cost: 1, resetMs: CONCURRENCY_RETRY_MS,
+      scope: s.scope, subjectId: s.id, dim: "concurrent", limit: s.limit, used: slots[i]!, cost: 1, resetMs: CONCURRENCY_RETRY_MS,
     })),
   ];
 
-  const call = async (p: Plan): Promise<Reply> => {
+  const call = async (p: Plan): Promise<Exclude<Reply, [2, number]>> => {
     for (;;) {
-      const reply = JSON.parse(String(await client.gzTake(p.keys.length, ...p.keys, JSON.stringify(p.spec)))) as Reply;
-      if (!("load" in reply)) return reply;
+      const reply = await client.gzTake(...takeArgs(p)) as Reply;
+      if (reply[0] !== 2) return reply;
       // The period's spending is not in Redis yet: the usage rows have it (every budget of the plan, at once).
-      for (const [i, b] of p.budgets.entries()) p.spec.b[i]!.init ??= String(await options.spent(b.scope, b.id, b.since));
+      for (const b of p.budgets) if (!b.init) b.init = String(await options.spent(b.scope, b.id, b.since));
     }
   };
 
   /** Settles the ticket: what it used replaces what it reserved (SETTLE). */
   const settle = (p: Plan, starts: number[], tokens: number, used: number, costPico: bigint) => {
-    held.delete(p.spec.ticket);
-    const keys: string[] = [];
-    const key = (name: string) => keys.push(name);
-    const w = p.windows.flatMap((win, i) => (win.dim === "tpm" && starts[i] !== undefined ? [{ k: key(`${p.keys[p.spec.w[i]!.k - 1]}:${starts[i]}`), delta: used - tokens }] : []));
-    const c = p.spec.c.map((s) => key(p.keys[s.k - 1]!));
-    const b = p.spec.b.map((s) => {
-      const k = key(p.keys[s.k - 1]!);
-      for (let j = 1; j <= 3; j++) key(p.keys[s.k - 1 + j]!);
-      return k;
-    });
-    // Only rpm and rpd windows: what the take counted stands, and there is nothing to give back.
-    if (!keys.length) return;
-    const spec = JSON.stringify({ w, c, b, ticket: p.spec.ticket, cost: String(costPico) });
-    client.gzSettle(keys.length, ...keys, spec).catch((err: unknown) => warn("a settle failed (its slots go back when their lease ends)", err));
+    held.delete(p.ticket);
+    // tpm windows get back what was reserved and not used; what rpm and rpd counted stands.
+    const tpm = p.windows.flatMap((w, i) => (w.dim === "tpm" && starts[i] !== undefined ? [{ key: `${w.key}:${starts[i]}`, delta: used - tokens }] : []));
+    const failed = (err: unknown) => warn("a settle failed (its slots go back when their lease ends)", err);
+    // Sent now, before the answer: a client that has its answer finds its slot free on every replica.
+    if (!tpm.length && !p.budgets.length && p.slots.length <= 1) {
+      // The common case, a concurrency slot alone: a plain ZREM, no script.
+      if (p.slots.length) client.zrem(p.slots[0]!.key, p.ticket).catch(failed);
+      return;
+    }
+    const keys: string[] = [...tpm.map((w) => w.key), ...p.slots.map((c) => c.key), ...p.budgets.flatMap((b) => b.keys)];
+    client.gzSettle(keys.length, ...keys, p.ticket, String(costPico), tpm.length, p.slots.length, p.budgets.length, ...tpm.map((w) => w.delta)).catch(failed);
   };
 
   const renewer = setInterval(() => {
@@ -185,7 +187,7 @@ export function createRedisQuota(policy: Policy, options: RedisQuotaOptions): Re
 
   const unavailable = (p: Plan, err: unknown): QuotaTicket => {
     // The take may have been applied before its answer was lost: give its slots and reservations back now.
-    if (p.spec.c.length || p.spec.b.length) settle(p, [], 0, 0, 0n);
+    if (p.slots.length || p.budgets.length) settle(p, [], 0, 0, 0n);
     warn(options.failMode === "closed" ? "Redis did not answer a take; refused" : "Redis did not answer a take; let through uncounted", err);
     if (options.failMode === "open") return NO_TICKET;
     throw new GatewayError("limiter_unavailable", "the shared rate limiter (Redis) is unavailable, so the request was refused", { cause: err });
@@ -206,22 +208,22 @@ export function createRedisQuota(policy: Policy, options: RedisQuotaOptions): Re
       } catch (err) {
         return unavailable(p, err);
       }
-      if ("load" in reply) throw new Error("unreachable");
-      const checks = checksOf(p, arrayOf(reply.w), arrayOf(reply.c));
-      if ("over" in reply) {
-        const over = arrayOf(reply.over);
+      const [status, , windows, slots] = reply;
+      const checks = checksOf(p, windows, slots);
+      if (status === 0) {
+        const [, , , , budgets, over] = reply;
         // Rate limits first, then budgets: the order of the in-process quota.
         const limits = over.filter((o) => o[0] !== "b").map((o) => checks[(o[0] === "w" ? 0 : p.windows.length) + Number(o.slice(1)) - 1]!);
         if (limits.length) throw rateLimited(limits, snapshot(checks, false));
         const i = Number(over[0]!.slice(1)) - 1;
         const b = p.budgets[i]!;
-        throw budgetUsedUp(b.scope, b.budget, BigInt(arrayOf(reply.b)[i]![0]));
+        throw budgetUsedUp(b.scope, b.budget, BigInt(budgets[i * 2]!));
       }
-      const starts = arrayOf(reply.w).map((w) => w[2]);
-      if (p.spec.c.length || p.spec.b.length) {
-        const leased = [...p.spec.c.map((s) => p.keys[s.k - 1]!), ...p.spec.b.map((s) => p.keys[s.k + 1]!)];
-        const kept = [...leased, ...p.spec.b.flatMap((s) => [p.keys[s.k]!, p.keys[s.k + 2]!])];
-        held.set(p.spec.ticket, { leased, kept });
+      const starts = p.windows.map((_, i) => windows[i * 3 + 2]!);
+      if (p.slots.length || p.budgets.length) {
+        const leased = [...p.slots.map((s) => s.key), ...p.budgets.map((b) => b.keys[2])];
+        const kept = [...leased, ...p.budgets.flatMap((b) => [b.keys[1], b.keys[3]])];
+        held.set(p.ticket, { leased, kept });
       }
       let settled = false;
       return {
@@ -239,9 +241,4 @@ export function createRedisQuota(policy: Policy, options: RedisQuotaOptions): Re
       await connection.close();
     },
   };
-}
-
-/** cjson writes an empty array as {}: read either as an array. */
-function arrayOf<T>(value: T[] | Record<string, never> | undefined): T[] {
-  return Array.isArray(value) ? value : [];
 }
