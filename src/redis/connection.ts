@@ -17,6 +17,12 @@ export interface RedisConnectionOptions {
   readonly url: string;
   /** The most a command may take before it rejects. */
   readonly timeoutMs: number;
+  /**
+   * false: no timer per command in ioredis; the caller bounds the calls whose
+   * answer it waits for with `answeredWithin` (a hung Redis still drops the
+   * socket after socketTimeout). Default true.
+   */
+  readonly commandTimeout?: boolean;
   /** How long one connection attempt may take (a TLS handshake over a WAN needs more than timeoutMs). */
   readonly connectTimeoutMs?: number;
   /** Extra TLS settings for rediss:// (a private CA, a client certificate); public CAs need none. */
@@ -42,7 +48,7 @@ export function openRedis(options: RedisConnectionOptions): RedisConnection {
   const { url, timeoutMs, log, what } = options;
   const where = redactRedisUrl(url);
   const client = new Redis(url, {
-    commandTimeout: timeoutMs,
+    ...(options.commandTimeout === false ? {} : { commandTimeout: timeoutMs }),
     connectTimeout: options.connectTimeoutMs ?? 2000,
     enableOfflineQueue: false,
     // A hung Redis keeps the socket open while timed-out commands pile up: drop the socket
@@ -93,6 +99,36 @@ export function openRedis(options: RedisConnectionOptions): RedisConnection {
       if (!clean) client.disconnect();
     },
   };
+}
+
+/**
+ * `reply`, or a rejection if it is not in within `ms`. Unlike ioredis's
+ * commandTimeout, a reply that arrived in time but is still unread because
+ * the event loop was busy (a loaded gateway runs for tens of ms between
+ * polls) is not taken for a slow Redis: the timers phase, where a timeout
+ * fires, comes before the poll that reads the socket, so the rejection waits
+ * for the end of that turn (setImmediate) and is dropped if the reply came.
+ */
+export function answeredWithin<T>(reply: Promise<T>, ms: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    let settled = false;
+    const timer = setTimeout(() => setImmediate(() => {
+      if (settled) return;
+      settled = true;
+      reject(new Error(`Redis did not answer within ${ms} ms`));
+    }), ms);
+    reply.then((value) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      resolve(value);
+    }, (err: unknown) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      reject(err);
+    });
+  });
 }
 
 /** The URL with its password replaced by ***, for logs and errors. */

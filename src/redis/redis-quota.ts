@@ -8,7 +8,7 @@ import { quotaApplies, type Quota, type QuotaTicket } from "../core/quota.js";
 import { GatewayError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { BudgetRow, LimitScope } from "../storage/limits.js";
-import { openRedis, throttledWarn } from "./connection.js";
+import { answeredWithin, openRedis, throttledWarn } from "./connection.js";
 import { RENEW, SETTLE, TAKE } from "./quota-scripts.js";
 
 /** What LIMITS_FAIL_MODE says a request meets while Redis cannot be asked: refused (503), or let through uncounted. */
@@ -82,7 +82,8 @@ export function createRedisQuota(policy: Policy, options: RedisQuotaOptions): Re
   const prefix = options.keyPrefix ?? "gatewayz:quota:";
   const { leaseMs, log } = options;
   const connection = openRedis({
-    url: options.url, timeoutMs: options.timeoutMs, name: "gatewayz-limits", log, ...(options.tls ? { tls: options.tls } : {}),
+    // The take is bounded below (answeredWithin): ioredis's own timer takes a busy event loop for a slow Redis.
+    url: options.url, timeoutMs: options.timeoutMs, commandTimeout: false, name: "gatewayz-limits", log, ...(options.tls ? { tls: options.tls } : {}),
     what: {
       feature: "limits",
       whileDown: options.failMode === "closed" ? "refusing limited requests (LIMITS_FAIL_MODE=closed) until it is back" : "letting requests through uncounted (LIMITS_FAIL_MODE=open) until it is back",
@@ -146,7 +147,7 @@ export function createRedisQuota(policy: Policy, options: RedisQuotaOptions): Re
 
   const call = async (p: Plan): Promise<Exclude<Reply, [2, number]>> => {
     for (;;) {
-      const reply = await client.gzTake(...takeArgs(p)) as Reply;
+      const reply = await answeredWithin(client.gzTake(...takeArgs(p)), options.timeoutMs) as Reply;
       if (reply[0] !== 2) return reply;
       // The period's spending is not in Redis yet: the usage rows have it (every budget of the plan, at once).
       for (const b of p.budgets) if (!b.init) b.init = String(await options.spent(b.scope, b.id, b.since));
