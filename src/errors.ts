@@ -15,6 +15,7 @@ export type ErrorKind =
   | "not_found"
   | "model_not_found"
   | "unauthenticated"
+  | "key_expired"
   | "permission_denied"
   | "rate_limited"
   | "upstream_rate_limited"
@@ -58,6 +59,8 @@ const WIRE: Record<ErrorKind, WireShape> = {
   not_found: { code: Code.NotFound, status: 404, type: "invalid_request_error" },
   model_not_found: { code: Code.NotFound, status: 404, type: "invalid_request_error" },
   unauthenticated: { code: Code.Unauthenticated, status: 401, type: "authentication_error", openaiCode: "invalid_api_key" },
+  // A key that was good until its expiry (gatewayz keys create --expires): its owner needs a new one, not a fix.
+  key_expired: { code: Code.Unauthenticated, status: 401, type: "authentication_error", openaiCode: "key_expired", reason: "KEY_EXPIRED" },
   permission_denied: { code: Code.PermissionDenied, status: 403, type: "permission_error" },
   rate_limited: { code: Code.ResourceExhausted, status: 429, type: "requests", openaiCode: "rate_limit_exceeded", reason: "RATE_LIMITED" },
   // A provider's 429, not the key's: waiting may help, a lower request rate on this key will not.

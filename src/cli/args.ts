@@ -129,3 +129,41 @@ export function day(values: OptionValues, name: string): number | undefined {
   if (!m || new Date(ms).toISOString().slice(0, 10) !== raw) throw new UsageError(`--${name} must be a date YYYY-MM-DD, got '${raw}'`);
   return ms;
 }
+
+const DURATION = /^(\d+)([smhd])$/;
+const UNIT_MS = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+const STAMP = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,3})?)?(Z|[+-]\d{2}:\d{2})$/;
+/** A hundred years: a longer expiry is a typo, and "never" says never. */
+const LONGEST_MS = 36_500 * UNIT_MS.d;
+
+/**
+ * A key's expiry as the CLI takes it: a UTC day (2027-01-01, its first
+ * instant), an RFC 3339 instant (2027-01-01T12:00:00Z), or a duration from
+ * now (90s, 45m, 12h, 30d); "never" where `never` is allowed (null). It must
+ * be in the future.
+ */
+export function expiry(raw: string, now: number, never: boolean): number | null {
+  const rule = `a date (2027-01-01), an instant (2027-01-01T12:00:00Z) or a duration (90s, 45m, 12h, 30d)${never ? ", or never" : ""}, in the future`;
+  if (never && raw === "never") return null;
+  const bad = (why: string) => new UsageError(`--expires '${raw}' ${why}: give ${rule}`);
+  const d = DURATION.exec(raw);
+  let at: number;
+  if (d) {
+    const ms = Number(d[1]) * UNIT_MS[d[2] as keyof typeof UNIT_MS];
+    if (ms <= 0) throw bad("is no time at all");
+    if (ms > LONGEST_MS) throw bad("is over a hundred years");
+    at = now + ms;
+  } else if (DAY.test(raw)) {
+    const m = DAY.exec(raw)!;
+    at = Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]));
+    if (Number.isNaN(at) || new Date(at).toISOString().slice(0, 10) !== raw) throw bad("is not a calendar date");
+  } else if (STAMP.test(raw)) {
+    at = Date.parse(raw);
+    if (Number.isNaN(at)) throw bad("is not a valid instant");
+  } else {
+    throw bad("is not understood");
+  }
+  if (at <= now) throw bad("is not in the future");
+  if (at - now > LONGEST_MS) throw bad("is over a hundred years away");
+  return at;
+}

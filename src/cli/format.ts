@@ -44,9 +44,19 @@ export function iso(ms: number): string {
   return new Date(ms).toISOString();
 }
 
-export function keyStatus(k: KeyRecord): string {
+export function keyStatus(k: KeyRecord, now = Date.now()): string {
   if (k.replacedBy !== null) return `rotated → ${k.replacedBy}`;
-  return k.revokedAt === null ? "active" : "revoked";
+  if (k.revokedAt !== null) return "revoked";
+  return expired(k, now) ? "expired" : "active";
+}
+
+function expired(k: KeyRecord, now: number): boolean {
+  return k.expiresAt !== null && k.expiresAt <= now;
+}
+
+/** When a key expires, for a table: the instant, or "never". */
+export function expiresText(k: KeyRecord): string {
+  return k.expiresAt === null ? "never" : iso(k.expiresAt);
 }
 
 /** A key's cache setting as the CLI takes it: off, on, or default (the gateway's CACHE). */
@@ -57,9 +67,10 @@ export function cacheWord(k: KeyRecord): "off" | "on" | "default" {
 export function keyJson(k: KeyRecord) {
   return {
     id: k.id, user: k.userName, name: k.name, kind: k.kind, display: k.display,
-    created: iso(k.createdAt), status: k.replacedBy !== null ? "rotated" : k.revokedAt === null ? "active" : "revoked",
+    created: iso(k.createdAt),
+    status: k.replacedBy !== null ? "rotated" : k.revokedAt !== null ? "revoked" : expired(k, Date.now()) ? "expired" : "active",
     revoked: k.revokedAt === null ? null : iso(k.revokedAt), replacedBy: k.replacedBy,
-    cache: cacheWord(k),
+    cache: cacheWord(k), expires: k.expiresAt === null ? null : iso(k.expiresAt),
   };
 }
 

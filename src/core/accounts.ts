@@ -17,6 +17,8 @@ export interface KeyOptions extends LimitValues {
   budgetPeriod?: string | undefined;
   /** The key's own response-cache setting: "off", "on", or "default" (the same as leaving it out: the gateway's CACHE). */
   cache?: string | undefined;
+  /** When the key stops working (ms since the epoch), in the future; unset: never. */
+  expiresAt?: number | undefined;
 }
 
 export interface LimitsView {
@@ -36,6 +38,8 @@ export interface Accounts {
   rotateKey(keyId: string): CreatedKey;
   /** Sets an active key's own cache setting: "off", "on", or "default" for the gateway's CACHE. */
   setKeyCache(keyId: string, setting: string): KeyRecord;
+  /** Sets when an active key expires (ms since the epoch, in the future), or null: never. */
+  setKeyExpiry(keyId: string, expiresAt: number | null): KeyRecord;
   setLimits(target: Target, values: { [K in keyof LimitValues]?: number | null }): LimitsView;
   /** Users and keys have budgets; the system does not. The period defaults to "total". */
   setBudget(target: Target, budget: { usd: string; period?: string | undefined } | null): LimitsView;
@@ -51,6 +55,16 @@ function checkLength(field: "user" | "name", value: string): void {
   const length = [...value].length;
   if (length > MAX_NAME_LENGTH) {
     throw new GatewayError("invalid_request", `${field} must be at most ${MAX_NAME_LENGTH} characters, got ${length}`, { param: field });
+  }
+}
+
+/** An expiry must be an instant still to come: a key made already expired is a mistake. */
+function checkExpiry(expiresAt: number, now = Date.now()): void {
+  if (!Number.isFinite(expiresAt) || Math.abs(expiresAt) > 8.64e15) {
+    throw new GatewayError("invalid_request", "expires_at is not a valid instant", { param: "expires_at" });
+  }
+  if (expiresAt <= now) {
+    throw new GatewayError("invalid_request", `expires_at must be in the future, got ${new Date(expiresAt).toISOString()}`, { param: "expires_at" });
   }
 }
 
@@ -111,7 +125,8 @@ export function createAccounts(keys: KeyStore, limits: LimitStore, usage: UsageS
       const period = periodOf(o.budgetPeriod);
       if (pico === undefined && o.budgetPeriod !== undefined) throw new GatewayError("invalid_request", "a budget period needs a budget amount");
       const cache = o.cache === undefined ? null : cacheOf(o.cache);
-      const created = keys.create({ user: o.user, name: o.name, kind: o.kind ?? "client", cache });
+      if (o.expiresAt !== undefined) checkExpiry(o.expiresAt);
+      const created = keys.create({ user: o.user, name: o.name, kind: o.kind ?? "client", cache, expiresAt: o.expiresAt ?? null });
       const set = Object.fromEntries(Object.entries(limitValues).filter(([, v]) => v !== undefined));
       if (Object.keys(set).length) limits.setLimits("key", created.record.id, set);
       if (pico !== undefined) limits.setBudget("key", created.record.id, { limitPico: pico, period });
@@ -140,6 +155,13 @@ export function createAccounts(keys: KeyStore, limits: LimitStore, usage: UsageS
       const key = keys.get(keyId);
       if (!key || key.revokedAt !== null) throw new GatewayError("not_found", `no active key with id '${keyId}'`);
       keys.setCache(keyId, cache);
+      return keys.get(keyId)!;
+    },
+    setKeyExpiry(keyId, expiresAt) {
+      if (expiresAt !== null) checkExpiry(expiresAt);
+      const key = keys.get(keyId);
+      if (!key || key.revokedAt !== null) throw new GatewayError("not_found", `no active key with id '${keyId}'`);
+      keys.setExpiry(keyId, expiresAt);
       return keys.get(keyId)!;
     },
     setLimits(target, values) {

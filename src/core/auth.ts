@@ -16,20 +16,24 @@ export interface Principal {
 export interface Authenticator {
   /**
    * The principal behind an `Authorization` header value ("Bearer gw_live_…").
-   * Missing, malformed, unknown and revoked keys are all `unauthenticated`;
-   * a valid key of the wrong kind is `permission_denied`.
+   * Missing, malformed, unknown and revoked keys are all `unauthenticated`,
+   * a key past its expiry `key_expired`; a valid key of the wrong kind is
+   * `permission_denied`.
    */
   authenticate(authorization: string | null | undefined, need: KeyKind): Principal;
 }
 
 /**
- * The refusal of a key that was ours: revoked, or the old key of a rotation.
- * Still 401 unauthenticated, but it names whose key it was, so the refused
- * request can be recorded under that key (its owner learns who still uses it).
+ * The refusal of a key that was ours: revoked, the old key of a rotation, or
+ * past its expiry. 401 (unauthenticated, or key_expired), but it names whose
+ * key it was, so the refused request can be recorded under that key (its
+ * owner learns who still uses it).
  */
 export class RevokedKeyError extends GatewayError {
-  constructor(readonly principal: Principal) {
-    super("unauthenticated", "the API key has been revoked");
+  constructor(readonly principal: Principal, expiredAt?: number) {
+    super(expiredAt === undefined ? "unauthenticated" : "key_expired", expiredAt === undefined
+      ? "the API key has been revoked"
+      : `the API key expired at ${new Date(expiredAt).toISOString()}; ask for a new one`);
   }
 }
 
@@ -58,6 +62,8 @@ export function createAuthenticator(keys: KeyStore, bootstrapAdminKey?: string):
         // found comes from the key store's cache, which any key change (revoke, rotate, cache setting) empties.
         principal = { keyId: found.id, userId: found.userId, userName: found.userName, keyName: found.name, kind: found.kind, cache: found.cache ?? undefined };
         if (found.revokedAt !== null) throw new RevokedKeyError(principal);
+        // Checked on every request: a key cached as valid still expires on time.
+        if (found.expiresAt !== null && found.expiresAt <= Date.now()) throw new RevokedKeyError(principal, found.expiresAt);
       }
       if (principal.kind !== need) {
         throw new GatewayError("permission_denied", need === "admin"

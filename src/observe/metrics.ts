@@ -43,7 +43,7 @@ const CIRCUIT_WORDS: Record<BreakerState, string> = { closed: "ok", open: "cooli
 const CIRCUIT_STATES = Object.values(CIRCUIT_WORDS);
 
 /** Why the door refuses a key (server/auth-gate.ts). */
-const AUTH_REASONS = ["unauthenticated", "permission_denied", "rate_limited"];
+const AUTH_REASONS = ["unauthenticated", "key_expired", "permission_denied", "rate_limited"];
 
 const TOKEN_TYPES = [
   ["prompt", "promptTokens"], ["completion", "completionTokens"], ["cached", "cachedTokens"], ["reasoning", "reasoningTokens"],

@@ -56,6 +56,7 @@ export function keyInfoOf(k: KeyRecord): MessageInitShape<typeof KeyInfoSchema> 
     revokedAt: k.revokedAt === null ? undefined : timestampFromMs(k.revokedAt),
     replacedBy: k.replacedBy ?? "",
     cache: k.cache ?? "default",
+    expiresAt: k.expiresAt === null ? undefined : timestampFromMs(k.expiresAt),
   };
 }
 

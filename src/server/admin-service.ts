@@ -34,6 +34,7 @@ export function registerAdminService(router: ConnectRouter, deps: AdminServiceDe
         budgetUsd: req.budgetUsd,
         budgetPeriod: req.budgetPeriod || undefined,
         cache: req.cache,
+        ...(req.expiresAt ? { expiresAt: msOf(req.expiresAt) } : {}),
       });
       return { apiKey: created.key, key: keyInfoOf(created.record) };
     }),

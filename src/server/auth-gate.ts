@@ -75,7 +75,7 @@ export function createAuthGate(auth: Authenticator, failuresPerMinute: number, l
         return auth.authenticate(req.headers.authorization, need);
       } catch (err) {
         const e = asGatewayError(err);
-        if (e.kind === "unauthenticated" || e.kind === "permission_denied") {
+        if (e.kind === "unauthenticated" || e.kind === "key_expired" || e.kind === "permission_denied") {
           refused(e.kind);
           const n = failures.get(address);
           if (n !== undefined || failures.size < MAX_ADDRESSES) failures.set(address, (n ?? 0) + 1);

@@ -22,6 +22,8 @@ export interface KeyRecord {
   readonly replacedBy: string | null;
   /** The key's own cache setting (api_keys.cache), null for the gateway's. */
   readonly cache: KeyCache;
+  /** When the key stops working (ms since the epoch); null: never. */
+  readonly expiresAt: number | null;
 }
 
 export interface KeyRecordWithHash extends KeyRecord {
@@ -70,8 +72,11 @@ export function mintKey(kind: KeyKind): { key: string; hash: Buffer; prefix: str
   return { key, hash: hashKey(key), prefix: key.slice(0, PREFIX[kind].length + 4), last4: key.slice(-4) };
 }
 
+/** What a new key is made of. */
+export interface NewKey { user: string; name: string; kind?: KeyKind; cache?: KeyCache; expiresAt?: number | null }
+
 export interface KeyStore {
-  create(input: { user: string; name: string; kind?: KeyKind; cache?: KeyCache }): CreatedKey;
+  create(input: NewKey): CreatedKey;
   findByHash(hash: Buffer): KeyRecordWithHash | undefined;
   get(id: string): KeyRecord | undefined;
   list(filter?: { user?: string; includeRevoked?: boolean }): KeyRecord[];
@@ -79,7 +84,9 @@ export interface KeyStore {
   revoke(id: string): boolean;
   /** Sets a key's own cache setting (null: the gateway's); false if no such key. */
   setCache(id: string, cache: KeyCache): boolean;
-  /** A new key for the same user, name, kind and cache setting; the old one is revoked. */
+  /** Sets when a key expires (null: never); false if no such key. */
+  setExpiry(id: string, expiresAt: number | null): boolean;
+  /** A new key for the same user, name, kind, cache setting and expiry; the old one is revoked. */
   rotate(id: string): CreatedKey;
   userId(name: string): string | undefined;
   countAdminKeys(): number;
@@ -89,24 +96,26 @@ export interface KeyStore {
 export interface KeyRow {
   id: string; user_id: string; user_name: string; name: string; kind: KeyKind; hash: Buffer;
   prefix: string; last4: string; created_at: number; revoked_at: number | null; replaced_by: string | null; cache: KeyCache;
+  expires_at: number | null;
 }
 
 /** The columns of a KeyRow; PostgreSQL reads the same. */
 export const SELECT_KEYS = `SELECT k.id, k.user_id, u.name AS user_name, k.name, k.kind, k.hash, k.prefix, k.last4,
-  k.created_at, k.revoked_at, k.replaced_by, k.cache FROM api_keys k JOIN users u ON u.id = k.user_id`;
+  k.created_at, k.revoked_at, k.replaced_by, k.cache, k.expires_at FROM api_keys k JOIN users u ON u.id = k.user_id`;
 
 export function createKeyStore(db: Db, now: () => number = Date.now): KeyStore {
   const s = {
     userByName: db.prepare<[string], { id: string }>("SELECT id FROM users WHERE name = ?"),
     insertUser: db.prepare("INSERT INTO users (id, name, created_at) VALUES (?, ?, ?)"),
-    insertKey: db.prepare(`INSERT INTO api_keys (id, user_id, name, kind, hash, prefix, last4, created_at, cache)
-      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+    insertKey: db.prepare(`INSERT INTO api_keys (id, user_id, name, kind, hash, prefix, last4, created_at, cache, expires_at)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
     byHash: db.prepare<[Buffer], KeyRow>(`${SELECT_KEYS} WHERE k.hash = ?`),
     byId: db.prepare<[string], KeyRow>(`${SELECT_KEYS} WHERE k.id = ?`),
     all: db.prepare<[], KeyRow>(`${SELECT_KEYS} ORDER BY k.created_at, k.id`),
     revoke: db.prepare("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL"),
     replaced: db.prepare("UPDATE api_keys SET replaced_by = ? WHERE id = ?"),
     setCache: db.prepare("UPDATE api_keys SET cache = ? WHERE id = ?"),
+    setExpiry: db.prepare("UPDATE api_keys SET expires_at = ? WHERE id = ?"),
     admins: db.prepare<[], { n: number }>("SELECT COUNT(*) AS n FROM api_keys WHERE kind = 'admin' AND revoked_at IS NULL"),
   };
 
@@ -118,18 +127,18 @@ export function createKeyStore(db: Db, now: () => number = Date.now): KeyStore {
     return id;
   };
 
-  const create = db.transaction((input: { user: string; name: string; kind?: KeyKind; cache?: KeyCache }): CreatedKey => {
+  const create = db.transaction((input: NewKey): CreatedKey => {
     const user = input.user.trim();
     if (!user) throw new Error("a key needs a user");
     const kind = input.kind ?? "client";
     const minted = mintKey(kind);
     const id = randomId("key");
-    s.insertKey.run(id, ensureUser(user), input.name, kind, minted.hash, minted.prefix, minted.last4, now(), input.cache ?? null);
+    s.insertKey.run(id, ensureUser(user), input.name, kind, minted.hash, minted.prefix, minted.last4, now(), input.cache ?? null, input.expiresAt ?? null);
     return { key: minted.key, record: toRecord(s.byId.get(id)!) };
   });
 
   // Keys found by hash, valid while the database is unchanged: a revocation,
-  // rotation or cache setting anywhere moves the version and empties it. Misses are not
+  // rotation, cache setting or expiry anywhere moves the version and empties it. Misses are not
   // kept, so unknown keys cannot grow it.
   const version = dbVersion(db);
   let cache = new Map<string, KeyRecordWithHash>();
@@ -170,10 +179,11 @@ export function createKeyStore(db: Db, now: () => number = Date.now): KeyStore {
     },
     revoke: written((id: string) => s.revoke.run(now(), id).changes === 1),
     setCache: written((id: string, cache: KeyCache) => s.setCache.run(cache, id).changes === 1),
+    setExpiry: written((id: string, expiresAt: number | null) => s.setExpiry.run(expiresAt, id).changes === 1),
     rotate: written(db.transaction((id: string): CreatedKey => {
       const old = s.byId.get(id);
       if (!old || old.revoked_at !== null) throw new Error(`no active key ${id}`);
-      const fresh = create({ user: old.user_name, name: old.name, kind: old.kind, cache: old.cache });
+      const fresh = create({ user: old.user_name, name: old.name, kind: old.kind, cache: old.cache, expiresAt: old.expires_at });
       s.revoke.run(now(), id);
       s.replaced.run(fresh.record.id, id);
       return fresh;
@@ -187,6 +197,6 @@ export function toRecord(r: KeyRow): KeyRecord {
   return {
     id: r.id, userId: r.user_id, userName: r.user_name, name: r.name, kind: r.kind,
     display: `${r.prefix}…${r.last4}`, createdAt: r.created_at, revokedAt: r.revoked_at, replacedBy: r.replaced_by,
-    cache: r.cache,
+    cache: r.cache, expiresAt: r.expires_at,
   };
 }

@@ -1,11 +1,14 @@
-import { mintKey, randomId, SELECT_KEYS, toRecord, type CreatedKey, type KeyCache, type KeyKind, type KeyRecordWithHash, type KeyRow, type KeyStore } from "../keys.js";
+import { mintKey, randomId, SELECT_KEYS, toRecord, type CreatedKey, type KeyRecordWithHash, type KeyRow, type KeyStore, type NewKey } from "../keys.js";
 import { NOTIFY_CHANGE, type ChangeFeed } from "./pg-changes.js";
 import type { SyncPg } from "./sync-pg.js";
 
 /** KeyRow as PostgreSQL gives it: BIGINT timestamps as decimal strings. */
-type PgKeyRow = Omit<KeyRow, "created_at" | "revoked_at"> & { created_at: string; revoked_at: string | null };
+type PgKeyRow = Omit<KeyRow, "created_at" | "revoked_at" | "expires_at"> & { created_at: string; revoked_at: string | null; expires_at: string | null };
 
-const fromPg = (r: PgKeyRow): KeyRow => ({ ...r, created_at: Number(r.created_at), revoked_at: r.revoked_at === null ? null : Number(r.revoked_at) });
+const fromPg = (r: PgKeyRow): KeyRow => ({
+  ...r, created_at: Number(r.created_at), revoked_at: r.revoked_at === null ? null : Number(r.revoked_at),
+  expires_at: r.expires_at === null ? null : Number(r.expires_at),
+});
 const ALL = `${SELECT_KEYS} ORDER BY k.created_at, k.id COLLATE "C"`;
 
 /**
@@ -38,7 +41,7 @@ export function createPgKeyStore(pg: SyncPg, feed: ChangeFeed, now: () => number
     }
   };
 
-  const create = (input: { user: string; name: string; kind?: KeyKind; cache?: KeyCache }): CreatedKey => {
+  const create = (input: NewKey): CreatedKey => {
     const user = input.user.trim();
     if (!user) throw new Error("a key needs a user");
     const kind = input.kind ?? "client";
@@ -48,9 +51,9 @@ export function createPgKeyStore(pg: SyncPg, feed: ChangeFeed, now: () => number
     write([
       { sql: "INSERT INTO users (id, name, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING", params: [randomId("usr"), user, at] },
       {
-        sql: `INSERT INTO api_keys (id, user_id, name, kind, hash, prefix, last4, created_at, cache)
-          SELECT $1, u.id, $2, $3, $4, $5, $6, $7, $8 FROM users u WHERE u.name = $9`,
-        params: [id, input.name, kind, minted.hash, minted.prefix, minted.last4, at, input.cache ?? null, user],
+        sql: `INSERT INTO api_keys (id, user_id, name, kind, hash, prefix, last4, created_at, cache, expires_at)
+          SELECT $1, u.id, $2, $3, $4, $5, $6, $7, $8, $10 FROM users u WHERE u.name = $9`,
+        params: [id, input.name, kind, minted.hash, minted.prefix, minted.last4, at, input.cache ?? null, user, input.expiresAt ?? null],
       },
     ]);
     return { key: minted.key, record: byId(id)! };
@@ -68,6 +71,7 @@ export function createPgKeyStore(pg: SyncPg, feed: ChangeFeed, now: () => number
     },
     revoke: (id) => changed("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL RETURNING id", [now(), id]),
     setCache: (id, cache) => changed("UPDATE api_keys SET cache = $1 WHERE id = $2 RETURNING id", [cache, id]),
+    setExpiry: (id, expiresAt) => changed("UPDATE api_keys SET expires_at = $1 WHERE id = $2 RETURNING id", [expiresAt, id]),
     rotate(id) {
       const old = byId(id);
       if (!old || old.revokedAt !== null) throw new Error(`no active key ${id}`);
@@ -78,9 +82,9 @@ export function createPgKeyStore(pg: SyncPg, feed: ChangeFeed, now: () => number
       const made = write<{ id: string }>([{
         sql: `WITH old AS (
             UPDATE api_keys SET revoked_at = $1, replaced_by = $2 WHERE id = $3 AND revoked_at IS NULL AND kind = $4
-            RETURNING user_id, name, kind, cache)
-          INSERT INTO api_keys (id, user_id, name, kind, hash, prefix, last4, created_at, cache)
-          SELECT $2, user_id, name, kind, $5, $6, $7, $1, cache FROM old RETURNING id`,
+            RETURNING user_id, name, kind, cache, expires_at)
+          INSERT INTO api_keys (id, user_id, name, kind, hash, prefix, last4, created_at, cache, expires_at)
+          SELECT $2, user_id, name, kind, $5, $6, $7, $1, cache, expires_at FROM old RETURNING id`,
         params: [at, freshId, id, old.kind, minted.hash, minted.prefix, minted.last4],
       }])[0]!;
       if (made.length !== 1) throw new Error(`no active key ${id}`);

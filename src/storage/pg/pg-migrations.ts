@@ -122,6 +122,10 @@ export const PG_MIGRATIONS: readonly string[] = [
   ALTER TABLE usage ADD COLUMN row_uid UUID;
   CREATE UNIQUE INDEX usage_row_uid ON usage(row_uid) WHERE row_uid IS NOT NULL;
   `,
+  // 10: a key's expiry (ms since the epoch), NULL for a key that never expires.
+  `
+  ALTER TABLE api_keys ADD COLUMN expires_at BIGINT;
+  `,
 ];
 
 /** The advisory lock every replica's migration takes: "gatewayz" as 8 ASCII bytes. */
