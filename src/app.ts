@@ -4,15 +4,13 @@ import { createAccounts, type Accounts } from "./core/accounts.js";
 import { createAuthenticator } from "./core/auth.js";
 import { createBudgets } from "./core/budgets.js";
 import { createBreakers, type Breakers } from "./core/circuit-breaker.js";
-import { createCatalog, type CatalogRow, type RouteRows } from "./core/catalog.js";
+import { shippedCatalog } from "./core/shipped-catalog.js";
 import { createGateway, type Gateway } from "./core/gateway.js";
 import { createLimiter } from "./core/limiter.js";
 import { createPolicy, type Policy } from "./core/policy.js";
 import { localQuota, type Quota } from "./core/quota.js";
 import { createPriceBook, type PriceRow } from "./core/pricing.js";
-import modelsData from "./data/models.json" with { type: "json" };
 import pricingData from "./data/pricing.json" with { type: "json" };
-import routesData from "./data/routes.json" with { type: "json" };
 import { GatewayError } from "./errors.js";
 import { redactingLogger, type Logger } from "./log.js";
 import { createProviderSet } from "./providers/provider-set.js";
@@ -79,7 +77,7 @@ export interface AppOptions {
 export async function startApp(config: Config, baseLog: Logger, options: AppOptions = {}): Promise<App> {
   // Every line, stack traces of internal errors included, is scrubbed of provider secrets and addresses.
   const log = redactingLogger(baseLog, createRedactor(config.providers));
-  const catalog = createCatalog(modelsData.models as CatalogRow[], routesData.routes as RouteRows);
+  const catalog = shippedCatalog();
   for (const id of Object.keys(config.failover.modelOrder)) {
     if (catalog.find(id)?.id !== id) throw new Error(`MODEL_FAILOVER_ORDER names '${id}', which is not a catalog model id`);
   }
@@ -133,7 +131,7 @@ export async function startApp(config: Config, baseLog: Logger, options: AppOpti
     quota,
     failover: { breakers, budgetMs: config.failover.budgetMs, retryAfterCapMs: config.failover.retryAfterCapMs, log },
   });
-  const accounts = createAccounts(keys, limitStore, usage);
+  const accounts = createAccounts(keys, limitStore, usage, catalog);
   if (!config.adminKey && keys.countAdminKeys() === 0) {
     log.warn("no admin key yet: create one with `npx gatewayz keys create --admin --user admin --name root`, or set GATEWAYZ_ADMIN_KEY");
   }

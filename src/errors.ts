@@ -17,6 +17,7 @@ export type ErrorKind =
   | "unauthenticated"
   | "key_expired"
   | "permission_denied"
+  | "model_not_allowed"
   | "rate_limited"
   | "upstream_rate_limited"
   | "insufficient_quota"
@@ -62,6 +63,8 @@ const WIRE: Record<ErrorKind, WireShape> = {
   // A key that was good until its expiry (gatewayz keys create --expires): its owner needs a new one, not a fix.
   key_expired: { code: Code.Unauthenticated, status: 401, type: "authentication_error", openaiCode: "key_expired", reason: "KEY_EXPIRED" },
   permission_denied: { code: Code.PermissionDenied, status: 403, type: "permission_error" },
+  // A model outside the key's scope (gatewayz keys create --models).
+  model_not_allowed: { code: Code.PermissionDenied, status: 403, type: "permission_error", openaiCode: "model_not_allowed", reason: "MODEL_NOT_ALLOWED" },
   rate_limited: { code: Code.ResourceExhausted, status: 429, type: "requests", openaiCode: "rate_limit_exceeded", reason: "RATE_LIMITED" },
   // A provider's 429, not the key's: waiting may help, a lower request rate on this key will not.
   upstream_rate_limited: { code: Code.ResourceExhausted, status: 429, type: "requests", reason: "UPSTREAM_RATE_LIMITED" },

@@ -101,9 +101,9 @@ describe.concurrent("gatewayz CLI", { timeout: 60_000 }, () => {
     const b = await json("keys", "create", "--user", "bob", "--name", "laptop");
     const list = await cli("keys", "list");
     const [header, ...lines] = list.stdout.trimEnd().split("\n");
-    expect(header).toMatch(/^id\s+user\s+name\s+kind\s+display\s+created\s+expires\s+cache\s+status$/);
+    expect(header).toMatch(/^id\s+user\s+name\s+kind\s+display\s+created\s+expires\s+models\s+cache\s+status$/);
     expect(lines).toHaveLength(2);
-    expect(lines[0]).toMatch(new RegExp(`^${a.id}\\s+alice\\s+ci\\s+client\\s+${a.display}\\s+\\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z\\s+never\\s+default\\s+active$`));
+    expect(lines[0]).toMatch(new RegExp(`^${a.id}\\s+alice\\s+ci\\s+client\\s+${a.display}\\s+\\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z\\s+never\\s+all\\s+default\\s+active$`));
     expect(lines[1]).toContain(b.display);
     expect(list.stdout).not.toContain(a.key);
     expect(list.stdout).not.toContain(b.key);

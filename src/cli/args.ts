@@ -1,3 +1,6 @@
+import { GatewayError } from "../errors.js";
+import { parseModelScope, splitModels } from "../core/model-scope.js";
+import { shippedCatalog } from "../core/shipped-catalog.js";
 import { parseArgs } from "node:util";
 import type { Target } from "../core/accounts.js";
 import { UsageError, type CommandSpec, type OptionValues } from "./spec.js";
@@ -128,6 +131,21 @@ export function day(values: OptionValues, name: string): number | undefined {
   const ms = m ? Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3])) : NaN;
   if (!m || new Date(ms).toISOString().slice(0, 10) !== raw) throw new UsageError(`--${name} must be a date YYYY-MM-DD, got '${raw}'`);
   return ms;
+}
+
+/**
+ * `--models` as keys create and keys update take it: the scope's entries,
+ * checked against the shipped catalog now, so a typo is exit 2, not a key
+ * that can call nothing. "all": every model.
+ */
+export function modelsFlag(raw: string): string[] {
+  const entries = splitModels(raw);
+  try {
+    parseModelScope(entries, shippedCatalog());
+  } catch (err) {
+    throw new UsageError(`--${err instanceof GatewayError ? err.rawMessage : String(err)}`);
+  }
+  return entries;
 }
 
 const DURATION = /^(\d+)([smhd])$/;

@@ -54,6 +54,11 @@ function expired(k: KeyRecord, now: number): boolean {
   return k.expiresAt !== null && k.expiresAt <= now;
 }
 
+/** The models a key may call, for a table: the list, or "all". */
+export function modelsText(k: KeyRecord): string {
+  return k.models === null ? "all" : k.models.join(",");
+}
+
 /** When a key expires, for a table: the instant, or "never". */
 export function expiresText(k: KeyRecord): string {
   return k.expiresAt === null ? "never" : iso(k.expiresAt);
@@ -70,7 +75,7 @@ export function keyJson(k: KeyRecord) {
     created: iso(k.createdAt),
     status: k.replacedBy !== null ? "rotated" : k.revokedAt !== null ? "revoked" : expired(k, Date.now()) ? "expired" : "active",
     revoked: k.revokedAt === null ? null : iso(k.revokedAt), replacedBy: k.replacedBy,
-    cache: cacheWord(k), expires: k.expiresAt === null ? null : iso(k.expiresAt),
+    cache: cacheWord(k), expires: k.expiresAt === null ? null : iso(k.expiresAt), models: k.models,
   };
 }
 

@@ -1,3 +1,4 @@
+import { shippedCatalog } from "../core/shipped-catalog.js";
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { loadConfig, type Config } from "../config.js";
@@ -83,7 +84,7 @@ function withDatabase(command: CommandSpec, dbFlag: unknown, env: CliIo["env"], 
     throw new Error(`${target.databaseUrl ? redactPgUrl(target.databaseUrl) : path}: ${describe(err)}`);
   }
   try {
-    const accounts = createAccounts(stores.keys, stores.limits, stores.usage);
+    const accounts = createAccounts(stores.keys, stores.limits, stores.usage, shippedCatalog());
     return work({ accounts, defaults: (scope) => configOnce().limits[scope], usageRows: stores.usageRows });
   } finally {
     // The CLI writes no usage rows: nothing is left to wait for (a PostgreSQL bridge's worker ends with the process).

@@ -2,6 +2,9 @@ import type { CreatedKey, KeyCache, KeyKind, KeyRecord, KeyStore } from "../stor
 import type { BudgetPeriod, BudgetRow, LimitRow, LimitScope, LimitStore, LimitValues } from "../storage/limits.js";
 import type { UsageGroup, UsageStore, UsageSummaryRow } from "../storage/usage.js";
 import { GatewayError } from "../errors.js";
+import type { Catalog } from "./catalog.js";
+import { parseModelScope } from "./model-scope.js";
+import { shippedCatalog } from "./shipped-catalog.js";
 import { parseUsd } from "./money.js";
 
 /** A limit or budget target: the whole system, a user by name, or a key by id. */
@@ -19,6 +22,8 @@ export interface KeyOptions extends LimitValues {
   cache?: string | undefined;
   /** When the key stops working (ms since the epoch), in the future; unset: never. */
   expiresAt?: number | undefined;
+  /** The models the key may call: catalog names and prefixes ending in *; unset (or ["all"]): every model. */
+  models?: readonly string[] | undefined;
 }
 
 export interface LimitsView {
@@ -40,6 +45,8 @@ export interface Accounts {
   setKeyCache(keyId: string, setting: string): KeyRecord;
   /** Sets when an active key expires (ms since the epoch, in the future), or null: never. */
   setKeyExpiry(keyId: string, expiresAt: number | null): KeyRecord;
+  /** Sets the models an active key may call (as KeyOptions.models); ["all"]: every model. */
+  setKeyModels(keyId: string, models: readonly string[]): KeyRecord;
   setLimits(target: Target, values: { [K in keyof LimitValues]?: number | null }): LimitsView;
   /** Users and keys have budgets; the system does not. The period defaults to "total". */
   setBudget(target: Target, budget: { usd: string; period?: string | undefined } | null): LimitsView;
@@ -75,7 +82,8 @@ function cacheOf(setting: string): KeyCache {
   throw new GatewayError("invalid_request", `a key's cache setting is 'off', 'on' or 'default', got '${setting}'`, { param: "cache" });
 }
 
-export function createAccounts(keys: KeyStore, limits: LimitStore, usage: UsageStore): Accounts {
+export function createAccounts(keys: KeyStore, limits: LimitStore, usage: UsageStore,
+  catalog: Pick<Catalog, "find" | "models"> = shippedCatalog()): Accounts {
   const subjectOf = (target: Target): { scope: LimitScope; subject: string } => {
     switch (target.scope) {
       case "system": return { scope: "system", subject: "" };
@@ -126,7 +134,8 @@ export function createAccounts(keys: KeyStore, limits: LimitStore, usage: UsageS
       if (pico === undefined && o.budgetPeriod !== undefined) throw new GatewayError("invalid_request", "a budget period needs a budget amount");
       const cache = o.cache === undefined ? null : cacheOf(o.cache);
       if (o.expiresAt !== undefined) checkExpiry(o.expiresAt);
-      const created = keys.create({ user: o.user, name: o.name, kind: o.kind ?? "client", cache, expiresAt: o.expiresAt ?? null });
+      const models = o.models === undefined ? null : parseModelScope(o.models, catalog);
+      const created = keys.create({ user: o.user, name: o.name, kind: o.kind ?? "client", cache, expiresAt: o.expiresAt ?? null, models });
       const set = Object.fromEntries(Object.entries(limitValues).filter(([, v]) => v !== undefined));
       if (Object.keys(set).length) limits.setLimits("key", created.record.id, set);
       if (pico !== undefined) limits.setBudget("key", created.record.id, { limitPico: pico, period });
@@ -162,6 +171,13 @@ export function createAccounts(keys: KeyStore, limits: LimitStore, usage: UsageS
       const key = keys.get(keyId);
       if (!key || key.revokedAt !== null) throw new GatewayError("not_found", `no active key with id '${keyId}'`);
       keys.setExpiry(keyId, expiresAt);
+      return keys.get(keyId)!;
+    },
+    setKeyModels(keyId, entries) {
+      const models = parseModelScope(entries, catalog);
+      const key = keys.get(keyId);
+      if (!key || key.revokedAt !== null) throw new GatewayError("not_found", `no active key with id '${keyId}'`);
+      keys.setModels(keyId, models);
       return keys.get(keyId)!;
     },
     setLimits(target, values) {

@@ -9,6 +9,7 @@ import type { RateLimitSnapshot } from "./limiter.js";
 import type { RequestMeter } from "./metering.js";
 import type { PriceBook, TokenCounts } from "./pricing.js";
 import type { Quota } from "./quota.js";
+import { allowsModel, modelNotAllowed } from "./model-scope.js";
 import { completionReserve, estimatePromptTokens } from "./tokens.js";
 
 export interface AdmissionDeps {
@@ -81,7 +82,8 @@ function wrongKind(model: CatalogModel, wanted: ModelKind): GatewayError {
  * The checks every front door's request goes through, once, in this order:
  * the usage store (503 usage_store_unavailable: a request that could not be
  * billed is not started; such a refusal has no row, it is counted), the key
- * (401), the request's shape (400), the model (404) and its kind (400), the
+ * (401), the request's shape (400), the model (404), whether the key may
+ * use it (403 model_not_allowed) and its kind (400), the
  * rate limits (429 rate_limit_exceeded) and the budget (429
  * insufficient_quota). What is learnt on the way goes on the request's
  * meter, so a refused request is recorded with as much as is known.
@@ -99,6 +101,8 @@ export function createAdmission({ catalog, prices, auth, quota, usage, observer 
       meter.principal = principal;
       terms.validate();
       const { model } = catalog.resolve(call.model);
+      // The resolved id is checked, so an alias or a provider-prefixed name is the same model here.
+      if (!allowsModel(principal.models, model)) throw modelNotAllowed(model);
       if (model.kind !== terms.kind) throw wrongKind(model, terms.kind);
       meter.model = model;
       meter.provider = model.provider;

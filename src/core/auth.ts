@@ -11,6 +11,8 @@ export interface Principal {
   readonly kind: KeyKind;
   /** The key's own response-cache setting; undefined follows the gateway's CACHE (and the bootstrap admin key has none). */
   readonly cache?: "off" | "on" | undefined;
+  /** The models the key may call (core/model-scope.ts); undefined: every model. */
+  readonly models?: readonly string[] | undefined;
 }
 
 export interface Authenticator {
@@ -60,7 +62,8 @@ export function createAuthenticator(keys: KeyStore, bootstrapAdminKey?: string):
         const found = keys.findByHash(hash);
         if (!found || !timingSafeEqual(found.hash, hash)) throw invalid("the API key is not valid");
         // found comes from the key store's cache, which any key change (revoke, rotate, cache setting) empties.
-        principal = { keyId: found.id, userId: found.userId, userName: found.userName, keyName: found.name, kind: found.kind, cache: found.cache ?? undefined };
+        principal = { keyId: found.id, userId: found.userId, userName: found.userName, keyName: found.name, kind: found.kind, cache: found.cache ?? undefined,
+          models: found.models ?? undefined };
         if (found.revokedAt !== null) throw new RevokedKeyError(principal);
         // Checked on every request: a key cached as valid still expires on time.
         if (found.expiresAt !== null && found.expiresAt <= Date.now()) throw new RevokedKeyError(principal, found.expiresAt);

@@ -57,6 +57,7 @@ export function keyInfoOf(k: KeyRecord): MessageInitShape<typeof KeyInfoSchema> 
     replacedBy: k.replacedBy ?? "",
     cache: k.cache ?? "default",
     expiresAt: k.expiresAt === null ? undefined : timestampFromMs(k.expiresAt),
+    models: [...(k.models ?? [])],
   };
 }
 

@@ -35,6 +35,7 @@ export function registerAdminService(router: ConnectRouter, deps: AdminServiceDe
         budgetPeriod: req.budgetPeriod || undefined,
         cache: req.cache,
         ...(req.expiresAt ? { expiresAt: msOf(req.expiresAt) } : {}),
+        ...(req.models.length ? { models: req.models } : {}),
       });
       return { apiKey: created.key, key: keyInfoOf(created.record) };
     }),

@@ -1,3 +1,4 @@
+import { allowsModel, modelNotAllowed } from "../core/model-scope.js";
 import { cacheControlOf } from "../cache/cache-control.js";
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ConnectRouter, type HandlerContext, type Interceptor } from "@connectrpc/connect";
@@ -87,9 +88,9 @@ export function registerGatewayService(router: ConnectRouter, gateway: Gateway, 
     },
 
     listModels(req, ctx) {
-      if (!ctx.values.get(principalKey)) gateway.authenticate(ctx.requestHeader.get("authorization"));
+      const principal = ctx.values.get(principalKey) ?? gateway.authenticate(ctx.requestHeader.get("authorization"));
       const models = gateway.catalog.models
-        .filter((m) => !req.provider || m.provider === req.provider)
+        .filter((m) => (!req.provider || m.provider === req.provider) && allowsModel(principal.models, m))
         .map((m) => ({
           id: m.id, provider: m.provider, upstreamId: m.upstreamId, contextWindow: m.contextWindow,
           capabilities: [...m.capabilities], aliases: [...m.aliases], streamingOnly: m.streamingOnly,
@@ -100,8 +101,9 @@ export function registerGatewayService(router: ConnectRouter, gateway: Gateway, 
     },
 
     getPricing(req, ctx) {
-      if (!ctx.values.get(principalKey)) gateway.authenticate(ctx.requestHeader.get("authorization"));
-      const models = req.model ? [gateway.catalog.resolve(req.model).model] : gateway.catalog.models;
+      const principal = ctx.values.get(principalKey) ?? gateway.authenticate(ctx.requestHeader.get("authorization"));
+      const models = req.model ? [gateway.catalog.resolve(req.model).model] : gateway.catalog.models.filter((m) => allowsModel(principal.models, m));
+      for (const m of models) if (!allowsModel(principal.models, m)) throw modelNotAllowed(m);
       const prices = models.map((m) => {
         const p = gateway.prices.priceOf(m);
         return {

@@ -1,3 +1,4 @@
+import { allowsModel, modelNotAllowed } from "../core/model-scope.js";
 import type { ChatCompletionChunk } from "openai/resources/chat/completions";
 import type { Principal } from "../core/auth.js";
 import type { ChatBody, ChatCall } from "../core/chat-request.js";
@@ -44,13 +45,16 @@ export function createOpenAIShim(gateway: Gateway, gate: AuthGate, options: Shim
   responseStore: ResponseStore): (req: Req, res: Res, scope: RequestScope) => Promise<void> {
   const door: Door = { gateway, gate, options, log };
   const responses = createResponsesDoor({ gateway, store: responseStore, options, log });
-  const models = (res: Res, id: string) => {
+  /** The catalog as this key sees it: only the models it may call. */
+  const models = (res: Res, id: string, principal: Principal) => {
     if (!id) {
-      sendJson(res, 200, { object: "list", data: gateway.catalog.models.map((m) => modelJson(gateway, m)) });
+      const data = gateway.catalog.models.filter((m) => allowsModel(principal.models, m)).map((m) => modelJson(gateway, m));
+      sendJson(res, 200, { object: "list", data });
       return;
     }
     const model = gateway.catalog.find(id);
     if (!model) throw new GatewayError("model_not_found", `The model '${id}' does not exist`, { param: "model" });
+    if (!allowsModel(principal.models, model)) throw modelNotAllowed(model);
     sendJson(res, 200, modelJson(gateway, model));
   };
 
@@ -93,8 +97,8 @@ export function createOpenAIShim(gateway: Gateway, gate: AuthGate, options: Shim
         await responses(route, req, res, scope, principal);
       } else if (path === "/v1/models" || path.startsWith("/v1/models/")) {
         allow(req, "GET");
-        gate.check(req, "client");
-        models(res, modelIdFromPath(path));
+        const principal = gate.check(req, "client");
+        models(res, modelIdFromPath(path), principal);
       } else {
         throw new GatewayError("not_found", `Unknown request URL: ${req.method} ${path}`);
       }

@@ -24,6 +24,8 @@ export interface KeyRecord {
   readonly cache: KeyCache;
   /** When the key stops working (ms since the epoch); null: never. */
   readonly expiresAt: number | null;
+  /** The models the key may call (core/model-scope.ts); null: every model. */
+  readonly models: readonly string[] | null;
 }
 
 export interface KeyRecordWithHash extends KeyRecord {
@@ -73,7 +75,7 @@ export function mintKey(kind: KeyKind): { key: string; hash: Buffer; prefix: str
 }
 
 /** What a new key is made of. */
-export interface NewKey { user: string; name: string; kind?: KeyKind; cache?: KeyCache; expiresAt?: number | null }
+export interface NewKey { user: string; name: string; kind?: KeyKind; cache?: KeyCache; expiresAt?: number | null; models?: readonly string[] | null }
 
 export interface KeyStore {
   create(input: NewKey): CreatedKey;
@@ -86,7 +88,9 @@ export interface KeyStore {
   setCache(id: string, cache: KeyCache): boolean;
   /** Sets when a key expires (null: never); false if no such key. */
   setExpiry(id: string, expiresAt: number | null): boolean;
-  /** A new key for the same user, name, kind, cache setting and expiry; the old one is revoked. */
+  /** Sets the models a key may call (null: every model); false if no such key. */
+  setModels(id: string, models: readonly string[] | null): boolean;
+  /** A new key for the same user, name, kind, cache setting, expiry and models; the old one is revoked. */
   rotate(id: string): CreatedKey;
   userId(name: string): string | undefined;
   countAdminKeys(): number;
@@ -96,19 +100,19 @@ export interface KeyStore {
 export interface KeyRow {
   id: string; user_id: string; user_name: string; name: string; kind: KeyKind; hash: Buffer;
   prefix: string; last4: string; created_at: number; revoked_at: number | null; replaced_by: string | null; cache: KeyCache;
-  expires_at: number | null;
+  expires_at: number | null; models: string | null;
 }
 
 /** The columns of a KeyRow; PostgreSQL reads the same. */
 export const SELECT_KEYS = `SELECT k.id, k.user_id, u.name AS user_name, k.name, k.kind, k.hash, k.prefix, k.last4,
-  k.created_at, k.revoked_at, k.replaced_by, k.cache, k.expires_at FROM api_keys k JOIN users u ON u.id = k.user_id`;
+  k.created_at, k.revoked_at, k.replaced_by, k.cache, k.expires_at, k.models FROM api_keys k JOIN users u ON u.id = k.user_id`;
 
 export function createKeyStore(db: Db, now: () => number = Date.now): KeyStore {
   const s = {
     userByName: db.prepare<[string], { id: string }>("SELECT id FROM users WHERE name = ?"),
     insertUser: db.prepare("INSERT INTO users (id, name, created_at) VALUES (?, ?, ?)"),
-    insertKey: db.prepare(`INSERT INTO api_keys (id, user_id, name, kind, hash, prefix, last4, created_at, cache, expires_at)
-      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+    insertKey: db.prepare(`INSERT INTO api_keys (id, user_id, name, kind, hash, prefix, last4, created_at, cache, expires_at, models)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
     byHash: db.prepare<[Buffer], KeyRow>(`${SELECT_KEYS} WHERE k.hash = ?`),
     byId: db.prepare<[string], KeyRow>(`${SELECT_KEYS} WHERE k.id = ?`),
     all: db.prepare<[], KeyRow>(`${SELECT_KEYS} ORDER BY k.created_at, k.id`),
@@ -116,6 +120,7 @@ export function createKeyStore(db: Db, now: () => number = Date.now): KeyStore {
     replaced: db.prepare("UPDATE api_keys SET replaced_by = ? WHERE id = ?"),
     setCache: db.prepare("UPDATE api_keys SET cache = ? WHERE id = ?"),
     setExpiry: db.prepare("UPDATE api_keys SET expires_at = ? WHERE id = ?"),
+    setModels: db.prepare("UPDATE api_keys SET models = ? WHERE id = ?"),
     admins: db.prepare<[], { n: number }>("SELECT COUNT(*) AS n FROM api_keys WHERE kind = 'admin' AND revoked_at IS NULL"),
   };
 
@@ -133,7 +138,8 @@ export function createKeyStore(db: Db, now: () => number = Date.now): KeyStore {
     const kind = input.kind ?? "client";
     const minted = mintKey(kind);
     const id = randomId("key");
-    s.insertKey.run(id, ensureUser(user), input.name, kind, minted.hash, minted.prefix, minted.last4, now(), input.cache ?? null, input.expiresAt ?? null);
+    s.insertKey.run(id, ensureUser(user), input.name, kind, minted.hash, minted.prefix, minted.last4, now(), input.cache ?? null, input.expiresAt ?? null,
+      modelsColumn(input.models));
     return { key: minted.key, record: toRecord(s.byId.get(id)!) };
   });
 
@@ -180,10 +186,11 @@ export function createKeyStore(db: Db, now: () => number = Date.now): KeyStore {
     revoke: written((id: string) => s.revoke.run(now(), id).changes === 1),
     setCache: written((id: string, cache: KeyCache) => s.setCache.run(cache, id).changes === 1),
     setExpiry: written((id: string, expiresAt: number | null) => s.setExpiry.run(expiresAt, id).changes === 1),
+    setModels: written((id: string, models: readonly string[] | null) => s.setModels.run(modelsColumn(models), id).changes === 1),
     rotate: written(db.transaction((id: string): CreatedKey => {
       const old = s.byId.get(id);
       if (!old || old.revoked_at !== null) throw new Error(`no active key ${id}`);
-      const fresh = create({ user: old.user_name, name: old.name, kind: old.kind, cache: old.cache, expiresAt: old.expires_at });
+      const fresh = create({ user: old.user_name, name: old.name, kind: old.kind, cache: old.cache, expiresAt: old.expires_at, models: modelsOf(old.models) });
       s.revoke.run(now(), id);
       s.replaced.run(fresh.record.id, id);
       return fresh;
@@ -197,6 +204,18 @@ export function toRecord(r: KeyRow): KeyRecord {
   return {
     id: r.id, userId: r.user_id, userName: r.user_name, name: r.name, kind: r.kind,
     display: `${r.prefix}…${r.last4}`, createdAt: r.created_at, revokedAt: r.revoked_at, replacedBy: r.replaced_by,
-    cache: r.cache, expiresAt: r.expires_at,
+    cache: r.cache, expiresAt: r.expires_at, models: modelsOf(r.models),
   };
+}
+
+/** api_keys.models: a JSON array, NULL for every model. */
+export function modelsColumn(models: readonly string[] | null | undefined): string | null {
+  return models ? JSON.stringify(models) : null;
+}
+
+function modelsOf(column: string | null): readonly string[] | null {
+  if (column === null) return null;
+  const parsed: unknown = JSON.parse(column);
+  // A scope that cannot be read allows nothing rather than everything.
+  return Array.isArray(parsed) && parsed.every((m) => typeof m === "string") ? Object.freeze(parsed as string[]) : Object.freeze([]);
 }

@@ -133,4 +133,9 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE api_keys ADD COLUMN expires_at INTEGER;
   `,
+  // 11: the models a key may call, a JSON array of catalog ids and prefixes
+  // ending in * (core/model-scope.ts); NULL for every model.
+  `
+  ALTER TABLE api_keys ADD COLUMN models TEXT;
+  `,
 ];

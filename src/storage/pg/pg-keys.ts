@@ -1,4 +1,4 @@
-import { mintKey, randomId, SELECT_KEYS, toRecord, type CreatedKey, type KeyRecordWithHash, type KeyRow, type KeyStore, type NewKey } from "../keys.js";
+import { mintKey, modelsColumn, randomId, SELECT_KEYS, toRecord, type CreatedKey, type KeyRecordWithHash, type KeyRow, type KeyStore, type NewKey } from "../keys.js";
 import { NOTIFY_CHANGE, type ChangeFeed } from "./pg-changes.js";
 import type { SyncPg } from "./sync-pg.js";
 
@@ -51,9 +51,9 @@ export function createPgKeyStore(pg: SyncPg, feed: ChangeFeed, now: () => number
     write([
       { sql: "INSERT INTO users (id, name, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING", params: [randomId("usr"), user, at] },
       {
-        sql: `INSERT INTO api_keys (id, user_id, name, kind, hash, prefix, last4, created_at, cache, expires_at)
-          SELECT $1, u.id, $2, $3, $4, $5, $6, $7, $8, $10 FROM users u WHERE u.name = $9`,
-        params: [id, input.name, kind, minted.hash, minted.prefix, minted.last4, at, input.cache ?? null, user, input.expiresAt ?? null],
+        sql: `INSERT INTO api_keys (id, user_id, name, kind, hash, prefix, last4, created_at, cache, expires_at, models)
+          SELECT $1, u.id, $2, $3, $4, $5, $6, $7, $8, $10, $11 FROM users u WHERE u.name = $9`,
+        params: [id, input.name, kind, minted.hash, minted.prefix, minted.last4, at, input.cache ?? null, user, input.expiresAt ?? null, modelsColumn(input.models)],
       },
     ]);
     return { key: minted.key, record: byId(id)! };
@@ -72,6 +72,7 @@ export function createPgKeyStore(pg: SyncPg, feed: ChangeFeed, now: () => number
     revoke: (id) => changed("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL RETURNING id", [now(), id]),
     setCache: (id, cache) => changed("UPDATE api_keys SET cache = $1 WHERE id = $2 RETURNING id", [cache, id]),
     setExpiry: (id, expiresAt) => changed("UPDATE api_keys SET expires_at = $1 WHERE id = $2 RETURNING id", [expiresAt, id]),
+    setModels: (id, models) => changed("UPDATE api_keys SET models = $1 WHERE id = $2 RETURNING id", [modelsColumn(models), id]),
     rotate(id) {
       const old = byId(id);
       if (!old || old.revokedAt !== null) throw new Error(`no active key ${id}`);
@@ -82,9 +83,9 @@ export function createPgKeyStore(pg: SyncPg, feed: ChangeFeed, now: () => number
       const made = write<{ id: string }>([{
         sql: `WITH old AS (
             UPDATE api_keys SET revoked_at = $1, replaced_by = $2 WHERE id = $3 AND revoked_at IS NULL AND kind = $4
-            RETURNING user_id, name, kind, cache, expires_at)
-          INSERT INTO api_keys (id, user_id, name, kind, hash, prefix, last4, created_at, cache, expires_at)
-          SELECT $2, user_id, name, kind, $5, $6, $7, $1, cache, expires_at FROM old RETURNING id`,
+            RETURNING user_id, name, kind, cache, expires_at, models)
+          INSERT INTO api_keys (id, user_id, name, kind, hash, prefix, last4, created_at, cache, expires_at, models)
+          SELECT $2, user_id, name, kind, $5, $6, $7, $1, cache, expires_at, models FROM old RETURNING id`,
         params: [at, freshId, id, old.kind, minted.hash, minted.prefix, minted.last4],
       }])[0]!;
       if (made.length !== 1) throw new Error(`no active key ${id}`);

@@ -126,6 +126,10 @@ export const PG_MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE api_keys ADD COLUMN expires_at BIGINT;
   `,
+  // 11: the models a key may call (a JSON array), NULL for every model.
+  `
+  ALTER TABLE api_keys ADD COLUMN models TEXT;
+  `,
 ];
 
 /** The advisory lock every replica's migration takes: "gatewayz" as 8 ASCII bytes. */
