@@ -82,6 +82,16 @@ describe.concurrent("gatewayz CLI", { timeout: 60_000 }, () => {
     expect(stored[0]!.hash.equals(createHash("sha256").update(key).digest())).toBe(true);
   });
 
+  it("creates keys from several CLI processes at once on one database: each succeeds (no SQLITE_BUSY)", async ({ expect }) => {
+    const { cli, json } = fresh();
+    await json("keys", "create", "--user", "first", "--name", "one"); // the database exists
+    // Each create reads (the user) and then writes: in a deferred transaction two at once could not wait for each other.
+    const runs = await Promise.all(Array.from({ length: 8 }, (_, i) =>
+      cli("keys", "create", "--user", `u${i % 3}`, "--name", `k${i}`, "--rpm", "60", "--json")));
+    expect(runs.filter((r) => r.code !== 0).map((r) => r.stderr)).toEqual([]);
+    expect((await json("keys", "list")).length).toBe(9);
+  });
+
   it("--json gives the key with its id, display form, limits and budget; --admin makes an admin key", async ({ expect }) => {
     const { json } = fresh();
     const created = await json("keys", "create", "--user", "alice", "--name", "ci", "--rpm", "60", "--concurrent", "0", "--budget-usd", "25", "--budget-period", "month");

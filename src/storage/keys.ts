@@ -143,6 +143,15 @@ export function createKeyStore(db: Db, now: () => number = Date.now): KeyStore {
     return { key: minted.key, record: toRecord(s.byId.get(id)!) };
   });
 
+  const rotate = db.transaction((id: string): CreatedKey => {
+    const old = s.byId.get(id);
+    if (!old || old.revoked_at !== null) throw new Error(`no active key ${id}`);
+    const fresh = create({ user: old.user_name, name: old.name, kind: old.kind, cache: old.cache, expiresAt: old.expires_at, models: modelsOf(old.models) });
+    s.revoke.run(now(), id);
+    s.replaced.run(fresh.record.id, id);
+    return fresh;
+  });
+
   // Keys found by hash, valid while the database is unchanged: a revocation,
   // rotation, cache setting or expiry anywhere moves the version and empties it. Misses are not
   // kept, so unknown keys cannot grow it.
@@ -158,7 +167,9 @@ export function createKeyStore(db: Db, now: () => number = Date.now): KeyStore {
   };
 
   return {
-    create: written(create),
+    // IMMEDIATE: these read, then write. A deferred transaction that must upgrade to write while
+    // another process writes fails at once (SQLITE_BUSY_SNAPSHOT), busy_timeout or not.
+    create: written((input: NewKey) => create.immediate(input)),
     findByHash: (hash) => {
       const v = version.current();
       if (v !== cachedAt) {
@@ -187,14 +198,7 @@ export function createKeyStore(db: Db, now: () => number = Date.now): KeyStore {
     setCache: written((id: string, cache: KeyCache) => s.setCache.run(cache, id).changes === 1),
     setExpiry: written((id: string, expiresAt: number | null) => s.setExpiry.run(expiresAt, id).changes === 1),
     setModels: written((id: string, models: readonly string[] | null) => s.setModels.run(modelsColumn(models), id).changes === 1),
-    rotate: written(db.transaction((id: string): CreatedKey => {
-      const old = s.byId.get(id);
-      if (!old || old.revoked_at !== null) throw new Error(`no active key ${id}`);
-      const fresh = create({ user: old.user_name, name: old.name, kind: old.kind, cache: old.cache, expiresAt: old.expires_at, models: modelsOf(old.models) });
-      s.revoke.run(now(), id);
-      s.replaced.run(fresh.record.id, id);
-      return fresh;
-    })),
+    rotate: written((id: string) => rotate.immediate(id)),
     userId: (name) => s.userByName.get(name)?.id,
     countAdminKeys: () => s.admins.get()!.n,
   };

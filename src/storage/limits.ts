@@ -84,15 +84,17 @@ export function createLimitStore(db: Db, now: () => number = Date.now): LimitSto
       ON CONFLICT (scope, subject) DO UPDATE SET limit_pico = excluded.limit_pico, period = excluded.period, updated_at = excluded.updated_at`),
     deleteBudget: db.prepare("DELETE FROM budgets WHERE scope = ? AND subject = ?"),
   };
+  const setLimits = db.transaction((scope: LimitScope, subject: string, values: { [K in keyof LimitValues]?: number | null }) => {
+    const current = s.getLimit.get(scope, subject);
+    const merged = FIELDS.map((f) => (f in values ? values[f] ?? null : current?.[f] ?? null));
+    for (const v of merged) checkLimitValue(v === null ? null : Number(v));
+    s.upsertLimit.run(scope, subject, ...merged, now());
+    version.bump();
+  });
   return {
     limits: () => limitsByKey(s.limits.all()),
-    setLimits: db.transaction((scope: LimitScope, subject: string, values: { [K in keyof LimitValues]?: number | null }) => {
-      const current = s.getLimit.get(scope, subject);
-      const merged = FIELDS.map((f) => (f in values ? values[f] ?? null : current?.[f] ?? null));
-      for (const v of merged) checkLimitValue(v === null ? null : Number(v));
-      s.upsertLimit.run(scope, subject, ...merged, now());
-      version.bump();
-    }),
+    // IMMEDIATE: it reads, then writes (see keys.ts).
+    setLimits: (scope, subject, values) => setLimits.immediate(scope, subject, values),
     budgets: () => budgetsByKey(s.budgets.all()),
     setBudget(scope, subject, budget) {
       if (budget === null) s.deleteBudget.run(scope, subject);
