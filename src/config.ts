@@ -12,8 +12,10 @@ import { PRIORITY, PROVIDERS, type PhaseTimeouts, type ProviderRow } from "./pro
 /** One provider's settings, resolved from its table row and the environment. */
 export interface ProviderConfig {
   readonly row: ProviderRow;
-  /** Undefined when no key is configured: the provider is then unusable. */
+  /** Undefined when no key is configured: the provider is then unusable. The first of apiKeys. */
   readonly apiKey: string | undefined;
+  /** Every key of the variable (`k1,k2,…`): requests spread over them (providers/key-ring.ts). */
+  readonly apiKeys: readonly string[];
   readonly baseUrl: string;
   readonly headers: Readonly<Record<string, string>>;
   readonly timeouts: PhaseTimeouts;
@@ -277,7 +279,8 @@ function providerConfig(row: ProviderRow, env: Env, defaults: PhaseTimeouts): Pr
     problem = `${p}_BASE_URL is not a URL: ${baseUrl}`;
   }
   const keyVar = row.keyVar ?? `${p}_API_KEY`;
-  const apiKey = env[keyVar] || undefined;
+  const apiKeys = Object.freeze((env[keyVar] ?? "").split(",").map((k) => k.trim()).filter((k) => k !== ""));
+  const apiKey = apiKeys[0];
   if (!problem && !apiKey) problem = `${keyVar} is not set`;
   // A row's own timeouts (slow cold starts) are floors: a longer default wins.
   const t: PhaseTimeouts = {
@@ -290,6 +293,7 @@ function providerConfig(row: ProviderRow, env: Env, defaults: PhaseTimeouts): Pr
   const firstByte = integer(env, `${p}_TIMEOUT_MS`, t.firstByteMs);  return Object.freeze({
     row,
     apiKey,
+    apiKeys,
     keyVar,
     baseUrl: baseUrl.replace(/\/+$/, ""),
     headers: Object.freeze({ ...row.headers, ...headers(env, `${p}_HEADERS`) }),

@@ -48,8 +48,8 @@ export function createProviderSet(configs: readonly ProviderConfig[], failover: 
       continue;
     }
     try {
-      clients.set(id, createUpstreamClient(config, failover, redact));
-      log.info(`✓ Loaded ${id} provider client`);
+      clients.set(id, createUpstreamClient(config, failover, redact, log));
+      log.info(`✓ Loaded ${id} provider client${config.apiKeys?.length > 1 ? ` (${config.apiKeys.length} keys)` : ""}`);
     } catch (err) {
       log.warn(`⚠ Failed to load ${id} provider client: ${err instanceof Error ? err.message : String(err)}; its models go to other providers or answer 503`);
     }

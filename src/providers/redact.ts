@@ -29,7 +29,7 @@ export function createRedactor(configs: readonly ProviderConfig[]): Redact {
   };
   for (const c of configs) {
     if (!c.apiKey) continue; // never used, so it can never be echoed back
-    add(c.apiKey, SECRET);
+    for (const k of c.apiKeys ?? [c.apiKey]) add(k, SECRET);
     for (const [name, value] of Object.entries(c.headers)) {
       if (!CREDENTIAL_HEADER.test(name)) continue;
       add(value, SECRET);

@@ -101,6 +101,10 @@ export interface FakeUpstream {
   readonly requests: RecordedRequest[];
   /** Expected bearer key; default "sk-fake". */
   apiKey: string;
+  /** More bearer keys accepted besides `apiKey` (a provider configured with several). */
+  readonly otherKeys: Set<string>;
+  /** Per-key override (matches the bearer key), consulted before the queue: a 429 for one key of several. */
+  onKey(key: string, b: Behaviour | undefined): void;
   /**
    * Behaviour for the next request(s): queue consumed FIFO; when empty, the default reply is used.
    * Only requests that pass auth and validation consume the queue (the real upstream rejects
@@ -404,6 +408,7 @@ export async function startFakeUpstream(
   const hybridThinking = new Set(opts.hybridThinkingModels ?? []);
   const queue: Behaviour[] = [];
   const overrides = new Map<string, Behaviour>();
+  const byKey = new Map<string, Behaviour>();
   const requests: RecordedRequest[] = [];
   const seenModels = new Set<string>();
   const sockets = new Set<Socket>();
@@ -439,6 +444,8 @@ export async function startFakeUpstream(
     baseUrl: "", // filled in once listening
     requests,
     apiKey: opts.apiKey ?? "sk-fake",
+    otherKeys: new Set(),
+    onKey: (key, b) => void (b ? byKey.set(key, b) : byKey.delete(key)),
     enqueue: (...b) => void queue.push(...b),
     onModel: (model, b) => void overrides.set(model, b),
     waitForAbort: (timeoutMs = 2000) => waitFor(() => requests.find((r) => r.aborted), timeoutMs, "an aborted request"),
@@ -447,6 +454,8 @@ export async function startFakeUpstream(
     reset() {
       queue.length = 0;
       overrides.clear();
+      byKey.clear();
+      fake.otherKeys.clear();
       requests.length = 0;
       seenModels.clear();
     },
@@ -505,7 +514,7 @@ export async function startFakeUpstream(
     // Auth first, like OpenAI: an unauthenticated caller learns nothing else.
     const auth = req.headers.authorization;
     const m = typeof auth === "string" ? /^Bearer\s+(.+)$/i.exec(auth) : null;
-    if (!m || m[1] !== fake.apiKey) {
+    if (!m || (m[1] !== fake.apiKey && !fake.otherKeys.has(m[1]!))) {
       return sendJson(res, 401, errorBody("Incorrect API key provided.", "invalid_request_error", "invalid_api_key"));
     }
 
@@ -562,7 +571,7 @@ export async function startFakeUpstream(
       );
     }
 
-    const b: Behaviour = queue.shift() ?? overrides.get(model) ?? { kind: "reply" };
+    const b: Behaviour = byKey.get(m[1]!) ?? queue.shift() ?? overrides.get(model) ?? { kind: "reply" };
     const includeUsage = body.stream_options?.include_usage === true;
     switch (b.kind) {
       case "error":
