@@ -9,7 +9,7 @@ import { createGateway, type Gateway } from "./core/gateway.js";
 import { createLimiter } from "./core/limiter.js";
 import { createPolicy, type Policy } from "./core/policy.js";
 import { localQuota, type Quota } from "./core/quota.js";
-import { createPriceBook, type PriceRow } from "./core/pricing.js";
+import { createPriceBook, type CachePriceRule, type PriceRow } from "./core/pricing.js";
 import pricingData from "./data/pricing.json" with { type: "json" };
 import { GatewayError } from "./errors.js";
 import { redactingLogger, type Logger } from "./log.js";
@@ -81,7 +81,7 @@ export async function startApp(config: Config, baseLog: Logger, options: AppOpti
   for (const id of Object.keys(config.failover.modelOrder)) {
     if (catalog.find(id)?.id !== id) throw new Error(`MODEL_FAILOVER_ORDER names '${id}', which is not a catalog model id`);
   }
-  const prices = createPriceBook(pricingData.models as Record<string, PriceRow>, catalog.models);
+  const prices = createPriceBook(pricingData.models as Record<string, PriceRow>, catalog.models, pricingData.cache as CachePriceRule);
   // Traces only with an OTLP endpoint set: otherwise the OpenTelemetry SDK is not even loaded.
   const tracer: Tracer = config.otel ? await startTracing(config.otel, log) : NO_TRACER;
   // Rows the database refuses (disk full, PostgreSQL down...) are held, up to USAGE_BUFFER_ROWS, and retried; see storage/usage.ts.

@@ -110,6 +110,7 @@ export function registerGatewayService(router: ConnectRouter, gateway: Gateway, 
           model: m.id,
           promptUsdPerMillion: formatPricePerMillion(p.promptPico),
           completionUsdPerMillion: formatPricePerMillion(p.completionPico),
+          cachedPromptUsdPerMillion: formatPricePerMillion(p.cachedPromptPico),
           contextWindow: p.contextWindow,
         };
       });

@@ -217,6 +217,7 @@ function modelJson(gateway: Gateway, m: CatalogModel) {
     pricing: {
       prompt_usd_per_million: formatPricePerMillion(price.promptPico),
       completion_usd_per_million: formatPricePerMillion(price.completionPico),
+      cached_prompt_usd_per_million: formatPricePerMillion(price.cachedPromptPico),
     },
   };
 }

@@ -1,13 +1,13 @@
 import { describe, expect, it } from "vitest";
 import { createCatalog, type CatalogRow } from "../../src/core/catalog.js";
 import { formatPricePerMillion, formatUsd, parsePricePerMillion } from "../../src/core/money.js";
-import { createPriceBook, type PriceRow } from "../../src/core/pricing.js";
+import { createPriceBook, type CachePriceRule, type PriceRow } from "../../src/core/pricing.js";
 import modelsData from "../../src/data/models.json" with { type: "json" };
 import pricingData from "../../src/data/pricing.json" with { type: "json" };
 
 const catalog = createCatalog(modelsData.models as CatalogRow[]);
 const priceRows = pricingData.models as Record<string, PriceRow>;
-const book = createPriceBook(priceRows, catalog.models);
+const book = createPriceBook(priceRows, catalog.models, pricingData.cache as CachePriceRule);
 const model = (id: string) => catalog.resolve(id).model;
 
 describe("pricing table", () => {
@@ -87,5 +87,29 @@ describe("money", () => {
     for (const bad of ["", "-1", "1e-3", "0.0000001", "abc", "1."]) {
       expect(() => parsePricePerMillion(bad)).toThrow(/decimal string/);
     }
+  });
+});
+
+describe("cached prompt tokens", () => {
+  it("cost the book's cached-prompt share (DashScope's implicit cache: 20%) unless a row has its own price", () => {
+    expect(pricingData.cache).toMatchObject({ cached_prompt_share: "0.2" });
+    expect(pricingData.cache.source).toMatch(/^https:\/\/www\.alibabacloud\.com\/help\/en\/model-studio\/context-cache/);
+    const plus = book.priceOf(model("qwen-plus"));
+    expect(plus.cachedPromptPico).toBe(1000n); // 0.005 USD per 1M → 0.001
+    // 1,000 prompt tokens of which 400 cached, 100 completion: 600 × 5,000 + 400 × 1,000 + 100 × 15,000 pico.
+    const c = book.costOf(model("qwen-plus"), { promptTokens: 1000, completionTokens: 100, cachedTokens: 400 });
+    expect(c).toMatchObject({ cachedPromptPico: 400_000n, promptPico: 3_400_000n, completionPico: 1_500_000n, totalPico: 4_900_000n });
+    expect(c.totalUsd).toBe("0.0000049");
+    // A cached count above the prompt's is not believed past the prompt.
+    expect(book.costOf(model("qwen-plus"), { promptTokens: 10, completionTokens: 0, cachedTokens: 50 }).promptPico).toBe(10_000n);
+    const own = createPriceBook({ ...priceRows, "qwen-plus": { ...priceRows["qwen-plus"]!, cached_prompt: "0.0005" } }, catalog.models, pricingData.cache as CachePriceRule);
+    expect(own.priceOf(model("qwen-plus")).cachedPromptPico).toBe(500n);
+    // No rule: full price, as before the rule existed.
+    expect(createPriceBook(priceRows, catalog.models).priceOf(model("qwen-plus")).cachedPromptPico).toBe(5000n);
+  });
+
+  it("are reserved at the full prompt price (the worst case), and a share over 1 is refused", () => {
+    expect(book.picoOf(model("qwen-plus"), { promptTokens: 1000, completionTokens: 0 })).toBe(5_000_000n);
+    expect(() => createPriceBook(priceRows, catalog.models, { cached_prompt_share: "1.5" })).toThrow(/over 1/);
   });
 });

@@ -41,8 +41,9 @@ const PRICE = {
   "qwen-3-30b-a3b-instruct": { prompt: 200_000, completion: 800_000 },
   "qwq-plus": { prompt: 20_000, completion: 60_000 },
 } as const;
-const cost = (model: keyof typeof PRICE, prompt: number, completion: number) =>
-  prompt * PRICE[model].prompt + completion * PRICE[model].completion;
+/** A cached prompt token costs 20% of a prompt token (src/data/pricing.json's cache rule: DashScope's implicit cache). */
+const cost = (model: keyof typeof PRICE, prompt: number, completion: number, cached = 0) =>
+  (prompt - cached) * PRICE[model].prompt + cached * PRICE[model].prompt * 0.2 + completion * PRICE[model].completion;
 
 let gw: TestGateway;
 let client: OpenAI;
@@ -105,7 +106,8 @@ describe("successful requests", () => {
     expect(row).toMatchObject({
       ...mine(), protocol: "openai", requested_model: "qwen-plus", model: "qwen-plus", upstream_model: "qwen-plus",
       provider: PROVIDER, prompt_tokens: 10, completion_tokens: 5, cached_tokens: 4, reasoning_tokens: 2,
-      cost_pico: 125_000, status: "ok", error_kind: null, estimated: 0, attempts: 1,
+      // 6 prompt tokens at 5,000 pico, 4 cached at 1,000, 5 completion at 15,000.
+      cost_pico: 109_000, status: "ok", error_kind: null, estimated: 0, attempts: 1,
     });
     expect(row!.ts).toBeGreaterThanOrEqual(before);
     expect(row!.ts).toBeLessThanOrEqual(Date.now());
@@ -147,7 +149,7 @@ describe("successful requests", () => {
     expect(usages).toHaveLength(1);
     expect(usages[0]).toMatchObject({ prompt_tokens: 21, completion_tokens: 8, prompt_tokens_details: { cached_tokens: 3 } });
     const [row] = await newRows(1);
-    expect(row).toMatchObject({ prompt_tokens: 21, completion_tokens: 8, cached_tokens: 3, cost_pico: cost("qwen-plus", 21, 8), status: "ok" });
+    expect(row).toMatchObject({ prompt_tokens: 21, completion_tokens: 8, cached_tokens: 3, cost_pico: cost("qwen-plus", 21, 8, 3), status: "ok" });
   });
 
   it("a streaming-only model asked without stream (aggregated): one row for the one request", async () => {

@@ -328,7 +328,8 @@ describe("ListModels and GetPricing over gRPC", () => {
   it("prices one model exactly", async () => {
     const res = await unary("getPricing", { model: "qwen-flash" });
     expect(res.prices).toEqual([
-      { model: "qwen-flash", prompt_usd_per_million: "0.001", completion_usd_per_million: "0.003", context_window: 1000000 },
+      // A cached prompt token at 20% of a prompt token (DashScope's implicit cache).
+      { model: "qwen-flash", prompt_usd_per_million: "0.001", completion_usd_per_million: "0.003", cached_prompt_usd_per_million: "0.0002", context_window: 1000000 },
     ]);
   });
 

@@ -452,7 +452,7 @@ describe("models", () => {
       context_window: 1000000,
       upstream_id: "qwen-plus",
       streaming_only: false,
-      pricing: { prompt_usd_per_million: "0.005", completion_usd_per_million: "0.015" },
+      pricing: { prompt_usd_per_million: "0.005", completion_usd_per_million: "0.015", cached_prompt_usd_per_million: "0.001" },
     });
     expect(m.capabilities).toContain("thinking_toggle");
   });
