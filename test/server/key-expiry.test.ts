@@ -10,11 +10,9 @@
 // rely on generated code); its ListKeys is also how the tests read the
 // instant a CLI command stored, apart from how the CLI prints it.
 
-import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
@@ -22,18 +20,18 @@ import * as protoLoader from "@grpc/proto-loader";
 import OpenAI, { AuthenticationError } from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { GatewayService } from "../../gen/gatewayz/v1/gateway_pb.js";
+import { cliRunner } from "../support/cli-runner.js";
+import { door as rawDoor } from "../support/http-door.js";
 import { bundleGateway, type GatewayBundle } from "../support/gateway-bundle.js";
 import { startTestGateway, type TestGateway } from "../support/gateway.js";
 import { grpcChat } from "../support/grpc-chat.js";
 import { ROOT } from "../support/node-child.js";
 
-const run = promisify(execFile);
 const HI = [{ role: "user" as const, content: "hi" }];
 const ADMIN_KEY = "gw_admin_" + "Expiry0123456789abcdefghijklmnopq".slice(0, 32);
 /** A year safely in the future whatever day the suite runs. */
 const YEAR = new Date().getUTCFullYear() + 2;
 
-interface Result { code: number; stdout: string; stderr: string }
 interface UsageRow { id: number; key_id: string | null; user_id: string | null; protocol: string; operation: string; status: string; error_kind: string | null }
 
 let dir: string;
@@ -56,29 +54,7 @@ afterAll(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-/** `gatewayz ...args` as a child process, with a clean environment: no .env file, no DATABASE_PATH or DATABASE_URL. */
-async function gatewayz(args: readonly string[]): Promise<Result> {
-  const { DATABASE_PATH: _db, DATABASE_URL: _url, ...inherited } = process.env;
-  const options = { cwd: ROOT, env: { ...inherited, ENV_FILE: "/nonexistent/.env" } };
-  try {
-    const { stdout, stderr } = await run(process.execPath, [cli.entry, ...args], options);
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code?: unknown; stdout?: string; stderr?: string };
-    if (typeof e.code !== "number") throw err;
-    return { code: e.code, stdout: e.stdout ?? "", stderr: e.stderr ?? "" };
-  }
-}
-
-/** The CLI on database `db` (a SQLite file). */
-const onDb = (db: string) => (...args: string[]) => gatewayz(["--db", db, ...args]);
-
-/** `--json` runs parse stdout as one document, and must succeed. */
-async function json(db: string, ...args: string[]): Promise<any> {
-  const r = await onDb(db)(...args, "--json");
-  if (r.code !== 0) throw new Error(`gatewayz ${args.join(" ")} exited ${r.code}: ${r.stderr}`);
-  return JSON.parse(r.stdout);
-}
+const { onDb, json } = cliRunner(() => cli.entry);
 
 /** The line of `gatewayz keys list` (text) for one key. */
 /** `keys list` as rows of its table, each cell by its column's header ("expires", "status"…). */
@@ -116,21 +92,7 @@ async function rpcChatError(transport: Transport, key: string): Promise<ConnectE
 }
 
 /** A raw request on the OpenAI door, its status and parsed JSON body. */
-async function door(method: "GET" | "POST", path: string, key: string, body?: object): Promise<{ status: number; body: any }> {
-  const res = await fetch(`${gw.url}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${key}`, ...(body ? { "content-type": "application/json" } : {}) },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  const text = await res.text();
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    parsed = text;
-  }
-  return { status: res.status, body: parsed };
-}
+const door = (method: "GET" | "POST", path: string, key: string, body?: object) => rawDoor(gw.url, method, path, key, body);
 
 const rowsOfKey = (keyId: string, afterId = 0) =>
   gw.app.db.prepare("SELECT * FROM usage WHERE key_id = ? AND id > ? ORDER BY id").all(keyId, afterId) as UsageRow[];

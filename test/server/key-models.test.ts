@@ -10,11 +10,9 @@
 // model lists show only what the key may call; `keys update --models` and
 // `keys rotate` change and keep the list; AdminService's CreateKey takes it.
 
-import { execFile } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { findTrailerError } from "@connectrpc/connect/protocol-grpc";
@@ -24,12 +22,13 @@ import OpenAI, { AuthenticationError, PermissionDeniedError } from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { GatewayService } from "../../gen/gatewayz/v1/gateway_pb.js";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
+import { cliRunner } from "../support/cli-runner.js";
+import { door as rawDoor } from "../support/http-door.js";
 import { bundleGateway, type GatewayBundle } from "../support/gateway-bundle.js";
 import { startTestGateway, type TestGateway } from "../support/gateway.js";
 import { grpcChat } from "../support/grpc-chat.js";
 import { ROOT } from "../support/node-child.js";
 
-const run = promisify(execFile);
 const HI = [{ role: "user" as const, content: "hi" }];
 const SCOPE = "qwen-plus,qwen3*";
 
@@ -40,7 +39,6 @@ const inScope = (id: string) => id === "qwen-plus" || id.startsWith("qwen3");
 const ALLOWED = CATALOG.map((m) => m.id).filter(inScope);
 const aliasesOf = (id: string) => CATALOG.find((m) => m.id === id)?.aliases ?? [];
 
-interface Result { code: number; stdout: string; stderr: string }
 interface UsageRow { id: number; key_id: string | null; protocol: string; operation: string; requested_model: string; status: string; error_kind: string | null }
 
 let dir: string;
@@ -71,28 +69,7 @@ afterAll(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-/** `gatewayz ...args` as a child process, with a clean environment: no .env file, no DATABASE_PATH. */
-async function gatewayz(args: readonly string[]): Promise<Result> {
-  const { DATABASE_PATH: _db, DATABASE_URL: _url, ...inherited } = process.env;
-  const options = { cwd: ROOT, env: { ...inherited, ENV_FILE: "/nonexistent/.env" } };
-  try {
-    const { stdout, stderr } = await run(process.execPath, [cli.entry, ...args], options);
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code?: unknown; stdout?: string; stderr?: string };
-    if (typeof e.code !== "number") throw err;
-    return { code: e.code, stdout: e.stdout ?? "", stderr: e.stderr ?? "" };
-  }
-}
-
-const onDb = (db: string) => (...args: string[]) => gatewayz(["--db", db, ...args]);
-
-/** `--json` runs parse stdout as one document, and must succeed. */
-async function json(db: string, ...args: string[]): Promise<any> {
-  const r = await onDb(db)(...args, "--json");
-  if (r.code !== 0) throw new Error(`gatewayz ${args.join(" ")} exited ${r.code}: ${r.stderr}`);
-  return JSON.parse(r.stdout);
-}
+const { onDb, json } = cliRunner(() => cli.entry);
 
 /** A key as `keys list --all --json` shows it. */
 async function listed(id: string): Promise<any> {
@@ -108,21 +85,7 @@ const openai = (apiKey: string) => new OpenAI({ apiKey, baseURL: `${gw.url}/v1`,
 const sdkChat = (apiKey: string, model: string) => openai(apiKey).chat.completions.create({ model, messages: HI });
 
 /** A raw request on the OpenAI door (or a Connect unary call), its status and parsed JSON body. */
-async function door(method: "GET" | "POST", path: string, key: string, body?: object): Promise<{ status: number; body: any }> {
-  const res = await fetch(`${gw.url}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${key}`, ...(body ? { "content-type": "application/json" } : {}) },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  const text = await res.text();
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    parsed = text;
-  }
-  return { status: res.status, body: parsed };
-}
+const door = (method: "GET" | "POST", path: string, key: string, body?: object) => rawDoor(gw.url, method, path, key, body);
 
 const listedIds = async (key: string): Promise<string[]> => {
   const r = await door("GET", "/v1/models", key);
