@@ -70,7 +70,8 @@ type ScriptClient = Redis & Record<"gzTake" | "gzSettle" | "gzRenew", (keys: num
  * Redis (REDIS_URL): the third Quota beside the in-process one and the
  * --workers primary's. One script call a request (quota-scripts.ts) checks
  * and takes every limit of every scope at once, on Redis's clock; the
- * ticket's settle is a second, not awaited. A subject with no limit and no budget never reaches Redis.
+ * ticket's settle is a second, not awaited. A subject with no limit and no
+ * budget never reaches Redis.
  *
  * Redis unavailable, or slower than REDIS_TIMEOUT_MS: LIMITS_FAIL_MODE
  * closed (the default) refuses with 503 limiter_unavailable, open lets the
